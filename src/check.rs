@@ -1,0 +1,1 @@
+//! `routeguard check` and `routeguard render`: the policy over manifest files.

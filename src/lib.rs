@@ -1,0 +1,9 @@
+//! routeguard: keeps Istio and Gateway API traffic routing safe.
+//!
+//! Layers point one way: [`model`] (objects) -> [`policy`] (pure rules over a
+//! [`policy::Snapshot`]) -> admission and the offline [`check`] command.
+
+pub mod check;
+pub mod manifest;
+pub mod model;
+pub mod policy;

@@ -1,0 +1,3 @@
+//! Manifest files: reading objects, with their file and line, from YAML and JSON.
+
+pub mod yaml;

@@ -1,0 +1,301 @@
+//! Kubernetes, Istio and Gateway API objects as routeguard reads them.
+//!
+//! Every object keeps its original JSON (`Object::raw`); the typed views in the
+//! submodules are lenient readings of the fields the policy needs. Nothing is
+//! ever re-serialized from a typed view, so unknown and newer fields survive.
+
+pub mod core;
+pub mod gateway;
+pub mod istio;
+pub mod path;
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use path::FieldPath;
+
+/// The kinds routeguard understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    HttpRoute,
+    ReferenceGrant,
+    Service,
+    Deployment,
+}
+
+impl Kind {
+    /// All kinds, in a stable order.
+    pub const ALL: [Kind; 7] = [
+        Kind::VirtualService,
+        Kind::DestinationRule,
+        Kind::ServiceEntry,
+        Kind::HttpRoute,
+        Kind::ReferenceGrant,
+        Kind::Service,
+        Kind::Deployment,
+    ];
+
+    /// The Kubernetes `kind` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::Service => "Service",
+            Kind::Deployment => "Deployment",
+        }
+    }
+
+    /// The API group the kind lives in (`""` for core).
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry => "networking.istio.io",
+            Kind::HttpRoute | Kind::ReferenceGrant => "gateway.networking.k8s.io",
+            Kind::Service => "",
+            Kind::Deployment => "apps",
+        }
+    }
+
+    /// Recognises a kind from `apiVersion` and `kind`; `None` for anything else.
+    ///
+    /// Istio's v1, v1beta1 and v1alpha3 share one schema, so any version of the
+    /// group is accepted; Gateway API kinds are accepted in v1 and v1beta1.
+    pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let found = match kind {
+            "VirtualService" => Kind::VirtualService,
+            "DestinationRule" => Kind::DestinationRule,
+            "ServiceEntry" => Kind::ServiceEntry,
+            "HTTPRoute" => Kind::HttpRoute,
+            "ReferenceGrant" => Kind::ReferenceGrant,
+            "Service" => Kind::Service,
+            "Deployment" => Kind::Deployment,
+            _ => return None,
+        };
+        (found.group() == group).then_some(found)
+    }
+
+    /// Recognises a kind from the group and the plural resource name an
+    /// admission request carries (`request.resource`).
+    pub fn from_resource(group: &str, resource: &str) -> Option<Kind> {
+        let found = match resource {
+            "virtualservices" => Kind::VirtualService,
+            "destinationrules" => Kind::DestinationRule,
+            "serviceentries" => Kind::ServiceEntry,
+            "httproutes" => Kind::HttpRoute,
+            "referencegrants" => Kind::ReferenceGrant,
+            "services" => Kind::Service,
+            "deployments" => Kind::Deployment,
+            _ => return None,
+        };
+        (found.group() == group).then_some(found)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of one object: kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Why an object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("object is not a JSON object")]
+    NotAnObject,
+    #[error("missing or empty {0}")]
+    Missing(&'static str),
+    #[error("{kind} is not a kind routeguard handles (apiVersion {api_version})")]
+    UnknownKind { api_version: String, kind: String },
+    #[error("{kind} {name}: {source}")]
+    Shape {
+        kind: Kind,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// An object routeguard handles: its identity, its original JSON and its labels.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub key: ObjectKey,
+    /// The object exactly as received; the source of truth for patches.
+    pub raw: Value,
+}
+
+impl Object {
+    /// Reads an object from JSON. `default_namespace` fills in a missing
+    /// `metadata.namespace` (all kinds handled here are namespaced).
+    pub fn from_value(raw: Value, default_namespace: &str) -> Result<Object, ModelError> {
+        let map = raw.as_object().ok_or(ModelError::NotAnObject)?;
+        let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind_str = map.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if kind_str.is_empty() {
+            return Err(ModelError::Missing("kind"));
+        }
+        let kind = Kind::from_type(api_version, kind_str).ok_or_else(|| ModelError::UnknownKind {
+            api_version: api_version.to_string(),
+            kind: kind_str.to_string(),
+        })?;
+        let meta = map.get("metadata");
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or(ModelError::Missing("metadata.name"))?
+            .to_string();
+        let namespace = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(default_namespace)
+            .to_string();
+        Ok(Object { key: ObjectKey { kind, namespace, name }, raw })
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.key.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.key.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.key.namespace
+    }
+
+    /// `metadata.labels`, or an empty map.
+    pub fn labels(&self) -> Labels {
+        string_map(self.raw.pointer("/metadata/labels"))
+    }
+
+    /// `metadata.annotations`, or an empty map.
+    pub fn annotations(&self) -> Labels {
+        string_map(self.raw.pointer("/metadata/annotations"))
+    }
+
+    /// One annotation's value.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.raw.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str)
+    }
+
+    /// The `spec` read as the typed view `T` (fields absent or of an unknown
+    /// name are ignored; a field of the wrong type is an error).
+    pub fn spec<T: DeserializeOwned + Default>(&self) -> Result<T, ModelError> {
+        match self.raw.get("spec") {
+            None | Some(Value::Null) => Ok(T::default()),
+            Some(spec) => T::deserialize(spec).map_err(|source| ModelError::Shape {
+                kind: self.key.kind,
+                name: self.key.name.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The typed reading of an object's `spec`, by kind.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    VirtualService(istio::VirtualServiceSpec),
+    DestinationRule(istio::DestinationRuleSpec),
+    ServiceEntry(istio::ServiceEntrySpec),
+    HttpRoute(gateway::HttpRouteSpec),
+    ReferenceGrant(gateway::ReferenceGrantSpec),
+    Service(core::ServiceSpec),
+    Deployment(core::DeploymentSpec),
+}
+
+impl Object {
+    /// Reads the typed spec that matches the object's kind.
+    pub fn typed_spec(&self) -> Result<Spec, ModelError> {
+        Ok(match self.key.kind {
+            Kind::VirtualService => Spec::VirtualService(self.spec()?),
+            Kind::DestinationRule => Spec::DestinationRule(self.spec()?),
+            Kind::ServiceEntry => Spec::ServiceEntry(self.spec()?),
+            Kind::HttpRoute => Spec::HttpRoute(self.spec()?),
+            Kind::ReferenceGrant => Spec::ReferenceGrant(self.spec()?),
+            Kind::Service => Spec::Service(self.spec()?),
+            Kind::Deployment => Spec::Deployment(self.spec()?),
+        })
+    }
+}
+
+/// Kubernetes labels or annotations, sorted by key.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Reads a JSON map of strings, skipping values that are not strings.
+pub fn string_map(value: Option<&Value>) -> Labels {
+    value
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// True when every pair of `selector` is in `labels` (an empty selector selects nothing).
+pub fn selects(selector: &Labels, labels: &Labels) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_kind_and_identity_with_default_namespace() {
+        let obj = Object::from_value(
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "reviews"}}),
+            "default",
+        )
+        .expect("object");
+        assert_eq!(obj.key.kind, Kind::VirtualService);
+        assert_eq!(obj.namespace(), "default");
+        assert_eq!(obj.to_string_key(), "VirtualService default/reviews");
+    }
+
+    #[test]
+    fn rejects_unknown_kind_and_wrong_group() {
+        let err = Object::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}), "d");
+        assert!(matches!(err, Err(ModelError::UnknownKind { .. })));
+        let err = Object::from_value(json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "x"}}), "d");
+        assert!(matches!(err, Err(ModelError::UnknownKind { .. })));
+        let err = Object::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {}}), "d");
+        assert!(matches!(err, Err(ModelError::Missing("metadata.name"))));
+    }
+
+    #[test]
+    fn empty_selector_selects_nothing() {
+        let labels: Labels = [("app".to_string(), "a".to_string())].into();
+        assert!(!selects(&Labels::new(), &labels));
+        assert!(selects(&labels, &labels));
+    }
+
+    impl Object {
+        fn to_string_key(&self) -> String {
+            self.key.to_string()
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The policy file: how strict routeguard is. Every key is optional.
+
+use serde::Deserialize;
+
+use super::finding::{Code, Finding, Severity};
+
+/// How route weights are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightMode {
+    /// Weights of a route with several destinations must sum to exactly 100.
+    #[default]
+    Sum100,
+    /// Istio >= 1.15: weights are relative; they need not sum to 100.
+    Relative,
+}
+
+/// What to do about a finding a policy key controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Action {
+    #[default]
+    Deny,
+    Warn,
+    Off,
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+        // YAML 1.1 (kubectl, Helm) reads a bare `off` as the boolean false.
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Bool(false) => Ok(Action::Off),
+            serde_json::Value::String(s) if s == "deny" => Ok(Action::Deny),
+            serde_json::Value::String(s) if s == "warn" => Ok(Action::Warn),
+            serde_json::Value::String(s) if s == "off" => Ok(Action::Off),
+            other => Err(serde::de::Error::custom(format!("expected deny, warn or off, found {other}"))),
+        }
+    }
+}
+
+/// The policy file, as YAML or JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    pub weights: WeightMode,
+    pub missing_subset: Action,
+    pub missing_host: Action,
+    pub protect_in_use: Action,
+    /// Users whose errors become warnings (for example a rollout controller's service account).
+    pub exempt_users: Vec<String>,
+    pub version_label: String,
+    pub mesh_root_namespace: String,
+    pub cluster_domain: String,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            weights: WeightMode::Sum100,
+            missing_subset: Action::Deny,
+            missing_host: Action::Deny,
+            protect_in_use: Action::Deny,
+            exempt_users: Vec::new(),
+            version_label: "version".to_string(),
+            mesh_root_namespace: "istio-system".to_string(),
+            cluster_domain: "cluster.local".to_string(),
+        }
+    }
+}
+
+/// A policy file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy: {0}")]
+    Parse(String),
+    #[error("policy: missingSubset cannot be off (use warn)")]
+    SubsetOff,
+}
+
+impl Policy {
+    /// Parses a policy from YAML (JSON is YAML too).
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        let docs = crate::manifest::yaml::parse_documents(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let value = docs.into_iter().next().map(|d| d.value).unwrap_or(serde_json::Value::Null);
+        let policy: Policy = if value.is_null() {
+            Policy::default()
+        } else {
+            serde_json::from_value(value).map_err(|e| PolicyError::Parse(e.to_string()))?
+        };
+        if policy.missing_subset == Action::Off {
+            return Err(PolicyError::SubsetOff);
+        }
+        Ok(policy)
+    }
+
+    /// The action the policy sets for a code, if the code is policy-controlled.
+    fn action(&self, code: Code) -> Option<Action> {
+        match code {
+            Code::RG103 => Some(self.missing_subset),
+            Code::RG104 => Some(self.missing_host),
+            Code::RG201 | Code::RG303 => Some(self.protect_in_use),
+            _ => None,
+        }
+    }
+
+    /// Applies the policy to raw findings: drops those switched off, lowers
+    /// those set to warn, and lowers every error of an exempt user.
+    pub fn apply(&self, findings: Vec<Finding>, user: Option<&str>) -> Vec<Finding> {
+        let exempt = user.is_some_and(|u| self.exempt_users.iter().any(|e| e == u));
+        findings
+            .into_iter()
+            .filter_map(|f| {
+                let f = match self.action(f.code) {
+                    Some(Action::Off) => return None,
+                    Some(Action::Warn) if f.is_error() => f.with_severity(Severity::Warning),
+                    _ => f,
+                };
+                Some(if exempt && f.is_error() { f.with_severity(Severity::Warning) } else { f })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FieldPath, Kind, ObjectKey};
+
+    fn finding(code: Code) -> Finding {
+        let key = ObjectKey { kind: Kind::VirtualService, namespace: "d".into(), name: "n".into() };
+        Finding::new(code, &key, FieldPath::root(), "m")
+    }
+
+    #[test]
+    fn parses_every_key_and_defaults_the_rest() {
+        let p = Policy::from_yaml("weights: relative\nmissingHost: off\nexemptUsers: [bot]\n").expect("policy");
+        assert_eq!(p.weights, WeightMode::Relative);
+        assert_eq!(p.missing_host, Action::Off);
+        assert_eq!(p.missing_subset, Action::Deny);
+        assert_eq!(p.version_label, "version");
+        assert_eq!(Policy::from_yaml("").expect("empty").cluster_domain, "cluster.local");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(Policy::from_yaml("weight: relative").is_err());
+        assert!(Policy::from_yaml("weights: half").is_err());
+        assert!(matches!(Policy::from_yaml("missingSubset: off"), Err(PolicyError::SubsetOff)));
+    }
+
+    #[test]
+    fn applies_actions_and_exemptions() {
+        let p = Policy::from_yaml("missingHost: off\nmissingSubset: warn\nexemptUsers: [bot]").expect("policy");
+        let out = p.apply(vec![finding(Code::RG104), finding(Code::RG103), finding(Code::RG101)], None);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].severity, Severity::Warning);
+        assert_eq!(out[1].severity, Severity::Error);
+        let out = p.apply(vec![finding(Code::RG101)], Some("bot"));
+        assert_eq!(out[0].severity, Severity::Warning);
+    }
+}

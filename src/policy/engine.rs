@@ -1,0 +1,141 @@
+//! The entry points: what admission and `check` call.
+
+use crate::model::{Kind, Object, Spec};
+
+use super::finding::{Code, Finding};
+use super::snapshot::Snapshot;
+use super::{Context, Policy, fields, generate, http_route, in_use, routes, subsets, version};
+use crate::model::FieldPath;
+
+/// The operation of an admission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// One change to judge: the new object (CREATE, UPDATE), the old one (UPDATE, DELETE).
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub operation: Operation,
+    pub object: Option<&'a Object>,
+    pub old: Option<&'a Object>,
+    /// The requesting user, for `exemptUsers`.
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Change<'a> {
+    /// A CREATE of `object` by nobody in particular (what `check` uses).
+    pub fn create(object: &'a Object) -> Change<'a> {
+        Change { operation: Operation::Create, object: Some(object), old: None, user: None }
+    }
+}
+
+/// The result of mutating one object: a JSON Patch against its original JSON.
+#[derive(Debug, Clone, Default)]
+pub struct Mutation {
+    pub patch: json_patch::Patch,
+    pub findings: Vec<Finding>,
+}
+
+/// The policy engine: a policy plus the rules.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    policy: Policy,
+}
+
+impl Engine {
+    pub fn new(policy: Policy) -> Engine {
+        Engine { policy }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Every finding for a change, with the policy's severities applied.
+    pub fn validate(&self, snapshot: &Snapshot, change: &Change<'_>) -> Vec<Finding> {
+        let ctx = Context { policy: &self.policy, snapshot };
+        let mut findings = Vec::new();
+        match change.operation {
+            Operation::Create | Operation::Update => {
+                if let Some(object) = change.object {
+                    findings.extend(self.check_object(ctx, object));
+                    if let (Some(old), Kind::DestinationRule) = (change.old, object.kind()) {
+                        findings.extend(subsets::removed_in_use(ctx, old, Some(object)));
+                    }
+                }
+            }
+            Operation::Delete => {
+                if let Some(old) = change.old {
+                    match old.kind() {
+                        Kind::DestinationRule => findings.extend(subsets::removed_in_use(ctx, old, None)),
+                        Kind::Deployment | Kind::Service => findings.extend(in_use::deletion_in_use(ctx, old)),
+                        _ => {}
+                    }
+                }
+            }
+            Operation::Connect => {}
+        }
+        self.policy.apply(findings, change.user)
+    }
+
+    /// The findings about one object as it is (no old object involved).
+    fn check_object(&self, ctx: Context<'_>, object: &Object) -> Vec<Finding> {
+        let mut findings = fields::unknown_fields(object);
+        match object.typed_spec() {
+            Err(e) => findings.push(Finding::new(
+                Code::RG100,
+                &object.key,
+                FieldPath::new("spec"),
+                format!("cannot read the object: {}", lowercase_first(&source_text(&e))),
+            )),
+            Ok(Spec::VirtualService(spec)) => findings.extend(routes::check_virtual_service(ctx, &object.key, &spec)),
+            Ok(Spec::HttpRoute(spec)) => findings.extend(http_route::check_http_route(ctx, &object.key, &spec)),
+            Ok(Spec::DestinationRule(spec)) => {
+                findings.extend(subsets::check_destination_rule(ctx, &object.key, &spec))
+            }
+            Ok(Spec::Deployment(_)) => findings.extend(version::check_deployment(ctx.policy, object)),
+            Ok(_) => {}
+        }
+        findings
+    }
+
+    /// The version-label mutation of a Deployment (an empty patch for other kinds).
+    pub fn mutate(&self, object: &Object, old: Option<&Object>) -> Mutation {
+        if object.kind() != Kind::Deployment {
+            return Mutation::default();
+        }
+        version::mutate(&self.policy, object, old)
+    }
+
+    /// The objects routeguard wants to exist for this snapshot.
+    pub fn generate(&self, snapshot: &Snapshot) -> Vec<Object> {
+        generate::desired(Context { policy: &self.policy, snapshot })
+    }
+}
+
+fn source_text(e: &crate::model::ModelError) -> String {
+    match e {
+        crate::model::ModelError::Shape { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+}

@@ -1,0 +1,406 @@
+//! The read-only cluster snapshot the rules look things up in.
+//!
+//! Objects are indexed on insert so that every lookup a rule makes costs a
+//! hash lookup, not a scan; inserting or removing one object costs that object
+//! only, so the live index can keep a snapshot current event by event.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::model::core::DeploymentSpec;
+use crate::model::gateway::{BackendRef, HttpRouteSpec};
+use crate::model::istio::{DestinationRuleSpec, Subset, VirtualServiceSpec};
+use crate::model::{Kind, Object, ObjectKey, Spec};
+
+use super::config::Policy;
+use super::hosts;
+
+/// One object of the snapshot, with its typed spec read once.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub object: Arc<Object>,
+    /// `None` when the spec does not have the shape its kind requires.
+    pub spec: Option<Arc<Spec>>,
+}
+
+impl Entry {
+    /// Reads an object's spec once.
+    pub fn new(object: Object) -> Entry {
+        let spec = object.typed_spec().ok().map(Arc::new);
+        Entry { object: Arc::new(object), spec }
+    }
+
+    pub fn key(&self) -> &ObjectKey {
+        &self.object.key
+    }
+
+    /// The DestinationRule spec, if this is a readable DestinationRule.
+    pub fn destination_rule(&self) -> Option<&DestinationRuleSpec> {
+        match self.spec.as_deref() {
+            Some(Spec::DestinationRule(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The Deployment spec, if this is a readable Deployment.
+    pub fn deployment(&self) -> Option<&DeploymentSpec> {
+        match self.spec.as_deref() {
+            Some(Spec::Deployment(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// DestinationRules of one namespace, by host.
+#[derive(Debug, Clone, Default)]
+struct NamespaceRules {
+    exact: HashMap<String, BTreeSet<ObjectKey>>,
+    wildcard: HashMap<String, BTreeSet<ObjectKey>>,
+}
+
+/// A DestinationRule as it will be after a pending change: replaced by
+/// `replacement`, or gone when `replacement` is `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleChange<'a> {
+    pub key: &'a ObjectKey,
+    pub replacement: Option<&'a DestinationRuleSpec>,
+}
+
+/// The DestinationRules that apply to one host as seen from one namespace.
+#[derive(Debug, Clone)]
+pub struct Resolution<'a> {
+    /// The namespace whose DestinationRules won.
+    pub namespace: &'a str,
+    /// The DestinationRules merged for the host, oldest name first.
+    pub rules: Vec<(&'a ObjectKey, &'a DestinationRuleSpec)>,
+}
+
+impl<'a> Resolution<'a> {
+    /// Every subset the merged DestinationRules define.
+    pub fn subsets(&self) -> impl Iterator<Item = &'a Subset> + '_ {
+        self.rules.iter().flat_map(|(_, spec)| spec.subsets.iter())
+    }
+
+    /// The subset called `name`, if any DestinationRule defines it.
+    pub fn subset(&self, name: &str) -> Option<&'a Subset> {
+        self.subsets().find(|s| s.name == name)
+    }
+}
+
+/// An index of the objects routeguard reads.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    domain: String,
+    root_namespace: String,
+    entries: HashMap<ObjectKey, Entry>,
+    services: HashMap<String, ObjectKey>,
+    entry_hosts: HashMap<String, BTreeSet<ObjectKey>>,
+    entry_wildcards: HashMap<String, BTreeSet<ObjectKey>>,
+    rules: HashMap<String, NamespaceRules>,
+    by_namespace: HashMap<(Kind, String), BTreeSet<ObjectKey>>,
+    routes: HashMap<String, BTreeSet<ObjectKey>>,
+}
+
+/// One index slot an object occupies.
+enum Term {
+    Service(String),
+    EntryHost(String),
+    Rule(String),
+    Route(String),
+}
+
+impl Snapshot {
+    /// An empty snapshot for a cluster domain and mesh root namespace.
+    pub fn new(domain: &str, root_namespace: &str) -> Snapshot {
+        Snapshot {
+            domain: domain.to_string(),
+            root_namespace: root_namespace.to_string(),
+            entries: HashMap::new(),
+            services: HashMap::new(),
+            entry_hosts: HashMap::new(),
+            entry_wildcards: HashMap::new(),
+            rules: HashMap::new(),
+            by_namespace: HashMap::new(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// An empty snapshot with the policy's cluster domain and root namespace.
+    pub fn for_policy(policy: &Policy) -> Snapshot {
+        Snapshot::new(&policy.cluster_domain, &policy.mesh_root_namespace)
+    }
+
+    /// A snapshot of these objects (later objects replace earlier ones of the same key).
+    pub fn from_objects(policy: &Policy, objects: impl IntoIterator<Item = Object>) -> Snapshot {
+        let mut snapshot = Snapshot::for_policy(policy);
+        for object in objects {
+            snapshot.upsert(object);
+        }
+        snapshot
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn root_namespace(&self) -> &str {
+        &self.root_namespace
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of objects of one kind.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.by_namespace.iter().filter(|((k, _), _)| *k == kind).map(|(_, keys)| keys.len()).sum()
+    }
+
+    /// Inserts or replaces an object, returning the entry it replaced.
+    pub fn upsert(&mut self, object: Object) -> Option<Entry> {
+        let entry = Entry::new(object);
+        let key = entry.key().clone();
+        let old = self.remove(&key);
+        for term in self.terms(&entry) {
+            self.index(&key, term, true);
+        }
+        self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(key.clone());
+        self.entries.insert(key, entry);
+        old
+    }
+
+    /// Removes an object, returning its entry.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        for term in self.terms(&entry) {
+            self.index(key, term, false);
+        }
+        let slot = (key.kind, key.namespace.clone());
+        if let Some(keys) = self.by_namespace.get_mut(&slot) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_namespace.remove(&slot);
+            }
+        }
+        Some(entry)
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Every object, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Objects of one kind in one namespace, ordered by name.
+    pub fn in_namespace(&self, kind: Kind, namespace: &str) -> impl Iterator<Item = &Entry> {
+        self.by_namespace
+            .get(&(kind, namespace.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.entries.get(k))
+    }
+
+    /// Objects of one kind in all namespaces, ordered by namespace and name.
+    pub fn of_kind(&self, kind: Kind) -> Vec<&Entry> {
+        let mut keys: Vec<&ObjectKey> =
+            self.by_namespace.iter().filter(|((k, _), _)| *k == kind).flat_map(|(_, keys)| keys).collect();
+        keys.sort();
+        keys.into_iter().filter_map(|k| self.entries.get(k)).collect()
+    }
+
+    /// The Service whose FQDN is `host`.
+    pub fn service(&self, host: &str) -> Option<&Entry> {
+        self.services.get(host).and_then(|k| self.entries.get(k))
+    }
+
+    /// True when a Service or a ServiceEntry declares `host`.
+    pub fn host_exists(&self, host: &str) -> bool {
+        self.services.contains_key(host)
+            || self.entry_hosts.contains_key(host)
+            || self.entry_wildcards.keys().any(|pattern| hosts::covers(pattern, host))
+    }
+
+    /// The namespaces that own `host`: the Service's namespace for a
+    /// cluster-local host, else the namespaces of ServiceEntries declaring it.
+    fn host_namespaces<'a>(&'a self, host: &'a str) -> BTreeSet<&'a str> {
+        if let Some((_, namespace)) = hosts::split_service_host(host, &self.domain) {
+            return BTreeSet::from([namespace]);
+        }
+        let exact = self.entry_hosts.get(host).into_iter().flatten();
+        let wild = self.entry_wildcards.iter().filter(|(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
+        exact.chain(wild).map(|k| k.namespace.as_str()).collect()
+    }
+
+    /// Routes (VirtualServices, HTTPRoutes) that send traffic or mirrors to `host`.
+    pub fn routes_to(&self, host: &str) -> impl Iterator<Item = &Entry> {
+        self.routes.get(host).into_iter().flatten().filter_map(|k| self.entries.get(k))
+    }
+
+    /// Hosts that some route sends traffic to, covered by `pattern`.
+    pub fn routed_hosts_covered_by<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.routes.keys().filter(move |h| hosts::covers(pattern, h)).map(String::as_str)
+    }
+
+    /// The DestinationRules a route in namespace `from` sees for `host`, as
+    /// Istio resolves them: the route's namespace first, then the host's own
+    /// namespace (if exported to `from`), then the mesh root namespace. Several
+    /// DestinationRules for the same host in the winning namespace merge.
+    /// `change` applies a pending update or deletion of one DestinationRule.
+    pub fn destination_rules<'a>(
+        &'a self,
+        from: &'a str,
+        host: &'a str,
+        change: Option<RuleChange<'a>>,
+    ) -> Option<Resolution<'a>> {
+        let mut order: Vec<&str> = vec![from];
+        for namespace in self.host_namespaces(host) {
+            if !order.contains(&namespace) {
+                order.push(namespace);
+            }
+        }
+        if !order.contains(&self.root_namespace.as_str()) {
+            order.push(&self.root_namespace);
+        }
+        order.into_iter().find_map(|namespace| self.rules_in(namespace, from, host, change))
+    }
+
+    /// The DestinationRules of one namespace that apply to `host` and are visible from `from`.
+    fn rules_in<'a>(
+        &'a self,
+        namespace: &'a str,
+        from: &str,
+        host: &str,
+        change: Option<RuleChange<'a>>,
+    ) -> Option<Resolution<'a>> {
+        // Candidates as (host pattern, key, spec), with the pending change applied.
+        let mut candidates: Vec<(&str, &'a ObjectKey, &'a DestinationRuleSpec)> = Vec::new();
+        let mut consider = |pattern: &str, key: &'a ObjectKey, spec: &'a DestinationRuleSpec| {
+            // A DestinationRule is always visible in its own namespace.
+            if namespace == from || hosts::exported_to(&spec.export_to, namespace, from) {
+                candidates.push((if pattern.starts_with('*') { "*" } else { "" }, key, spec));
+            }
+        };
+        let skip = change.map(|c| c.key);
+        if let Some(rules) = self.rules.get(namespace) {
+            let exact = rules.exact.get(host).into_iter().flatten();
+            let wild = rules.wildcard.iter().filter(|(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
+            for key in exact.chain(wild) {
+                if Some(key) == skip {
+                    continue;
+                }
+                if let Some(spec) = self.entries.get(key).and_then(Entry::destination_rule) {
+                    consider(&hosts::qualify(&spec.host, namespace, &self.domain), key, spec);
+                }
+            }
+        }
+        if let Some(RuleChange { key, replacement: Some(spec) }) = change {
+            let pattern = hosts::qualify(&spec.host, &key.namespace, &self.domain);
+            if key.namespace == namespace && hosts::covers(&pattern, host) {
+                consider(&pattern, key, spec);
+            }
+        }
+        if candidates.is_empty() {
+            return None;
+        }
+        // Exact hosts win over wildcards; among wildcards the most specific wins.
+        let best = |spec: &DestinationRuleSpec| {
+            let p = hosts::qualify(&spec.host, namespace, &self.domain);
+            if p.starts_with('*') { p.len() } else { usize::MAX }
+        };
+        let top = candidates.iter().map(|(_, _, s)| best(s)).max().unwrap_or(0);
+        let mut rules: Vec<(&ObjectKey, &DestinationRuleSpec)> =
+            candidates.into_iter().filter(|(_, _, s)| best(s) == top).map(|(_, k, s)| (k, s)).collect();
+        rules.sort_by(|a, b| a.0.cmp(b.0));
+        Some(Resolution { namespace, rules })
+    }
+
+    /// Deployments of a namespace, ordered by name.
+    pub fn deployments(&self, namespace: &str) -> impl Iterator<Item = &Entry> {
+        self.in_namespace(Kind::Deployment, namespace)
+    }
+
+    /// The index slots an entry occupies.
+    fn terms(&self, entry: &Entry) -> Vec<Term> {
+        let key = entry.key();
+        let ns = key.namespace.as_str();
+        let domain = self.domain.as_str();
+        match (key.kind, entry.spec.as_deref()) {
+            (Kind::Service, _) => vec![Term::Service(hosts::service_host(&key.name, ns, domain))],
+            (_, Some(Spec::ServiceEntry(se))) => se.hosts.iter().map(|h| Term::EntryHost(h.to_ascii_lowercase())).collect(),
+            (_, Some(Spec::DestinationRule(dr))) => vec![Term::Rule(hosts::qualify(&dr.host, ns, domain))],
+            (_, Some(Spec::VirtualService(vs))) => {
+                virtual_service_hosts(vs).map(|h| Term::Route(hosts::qualify(h, ns, domain))).collect()
+            }
+            (_, Some(Spec::HttpRoute(route))) => http_route_backends(route)
+                .filter(|b| b.is_service() && !b.name.is_empty())
+                .map(|b| Term::Route(hosts::service_host(&b.name, b.namespace.as_deref().unwrap_or(ns), domain)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn index(&mut self, key: &ObjectKey, term: Term, add: bool) {
+        match term {
+            Term::Service(host) => {
+                if add {
+                    self.services.insert(host, key.clone());
+                } else if self.services.get(&host) == Some(key) {
+                    self.services.remove(&host);
+                }
+            }
+            Term::EntryHost(host) => {
+                let map = if host.starts_with('*') { &mut self.entry_wildcards } else { &mut self.entry_hosts };
+                update(map, host, key, add);
+            }
+            Term::Route(host) => update(&mut self.routes, host, key, add),
+            Term::Rule(host) => {
+                let rules = self.rules.entry(key.namespace.clone()).or_default();
+                let map = if host.starts_with('*') { &mut rules.wildcard } else { &mut rules.exact };
+                update(map, host, key, add);
+                if rules.exact.is_empty() && rules.wildcard.is_empty() {
+                    self.rules.remove(&key.namespace);
+                }
+            }
+        }
+    }
+}
+
+/// Adds `key` to, or removes it from, the set of objects that name `host`.
+fn update(map: &mut HashMap<String, BTreeSet<ObjectKey>>, host: String, key: &ObjectKey, add: bool) {
+    if add {
+        map.entry(host).or_default().insert(key.clone());
+    } else if let Some(keys) = map.get_mut(&host) {
+        keys.remove(key);
+        if keys.is_empty() {
+            map.remove(&host);
+        }
+    }
+}
+
+/// Every destination and mirror host a VirtualService names, as written.
+pub fn virtual_service_hosts(vs: &VirtualServiceSpec) -> impl Iterator<Item = &str> {
+    let http = vs.http.iter().flat_map(|r| {
+        let routes = r.route.iter().filter_map(|d| d.destination.as_ref());
+        let mirrors = r.mirror.iter().chain(r.mirrors.iter().filter_map(|m| m.destination.as_ref()));
+        routes.chain(mirrors)
+    });
+    let l4 = vs.tcp.iter().chain(vs.tls.iter()).flat_map(|r| r.route.iter().filter_map(|d| d.destination.as_ref()));
+    http.chain(l4).map(|d| d.host.as_str()).filter(|h| !h.is_empty())
+}
+
+/// Every backendRef an HTTPRoute names: rule backends and mirror targets.
+pub fn http_route_backends(route: &HttpRouteSpec) -> impl Iterator<Item = &BackendRef> {
+    route.rules.iter().flat_map(|rule| {
+        let filters = rule.filters.iter().chain(rule.backend_refs.iter().flat_map(|b| b.filters.iter()));
+        let mirrors = filters.filter_map(|f| f.request_mirror.as_ref().and_then(|m| m.backend_ref.as_ref()));
+        rule.backend_refs.iter().chain(mirrors)
+    })
+}
