@@ -114,7 +114,8 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let path = self.next_path();
-        let starts_value = matches!(event, Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_));
+        let starts_value =
+            matches!(event, Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_));
         if starts_value {
             if let Some(p) = &path {
                 self.lines.entry(p.clone()).or_insert(mark.line());
@@ -205,9 +206,7 @@ fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value
     }
     let looks_numeric = text.bytes().any(|b| b.is_ascii_digit())
         && text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E' | b'_'));
-    if looks_numeric
-        && let Some(n) = digits.parse::<f64>().ok().and_then(Number::from_f64)
-    {
+    if looks_numeric && let Some(n) = digits.parse::<f64>().ok().and_then(Number::from_f64) {
         return Value::Number(n);
     }
     Value::String(text)
@@ -288,7 +287,8 @@ kind: Service
 
     #[test]
     fn resolves_scalars_like_kubectl() {
-        let docs = parse_documents("a: yes\nb: '1'\nc: 1.5\nd: 010\ne: v1.2\nf: ~\ng: \"true\"\nh: 1e3\n").expect("parses");
+        let docs =
+            parse_documents("a: yes\nb: '1'\nc: 1.5\nd: 010\ne: v1.2\nf: ~\ng: \"true\"\nh: 1e3\n").expect("parses");
         assert_eq!(
             docs[0].value,
             json!({"a": true, "b": "1", "c": 1.5, "d": 8, "e": "v1.2", "f": null, "g": "true", "h": 1000.0})
@@ -311,7 +311,8 @@ kind: Service
 
     #[test]
     fn round_trips_through_yaml_output() {
-        let value = json!({"metadata": {"labels": {"version": "1", "on": "true", "x": ""}}, "n": 3, "list": [{"a": null}]});
+        let value =
+            json!({"metadata": {"labels": {"version": "1", "on": "true", "x": ""}}, "n": 3, "list": [{"a": null}]});
         let text = to_yaml_stream([&value]);
         let back = parse_documents(&text).expect("parses");
         assert_eq!(back[0].value, value, "{text}");

@@ -48,11 +48,7 @@ impl FieldPath {
         let s = &self.0;
         let cut = if s.ends_with(']') {
             // The bracket that opens the last segment; quoted keys may hold `[`.
-            if s.ends_with("\"]") {
-                s[..s.len() - 2].rfind("[\"").unwrap_or(0)
-            } else {
-                s.rfind('[').unwrap_or(0)
-            }
+            if s.ends_with("\"]") { s[..s.len() - 2].rfind("[\"").unwrap_or(0) } else { s.rfind('[').unwrap_or(0) }
         } else {
             s.rfind(['.', ']']).map_or(0, |i| if s.as_bytes()[i] == b']' { i + 1 } else { i })
         };

@@ -57,7 +57,10 @@ mod tests {
 
     #[test]
     fn splits_cluster_local_hosts() {
-        assert_eq!(split_service_host("reviews.bookinfo.svc.cluster.local", "cluster.local"), Some(("reviews", "bookinfo")));
+        assert_eq!(
+            split_service_host("reviews.bookinfo.svc.cluster.local", "cluster.local"),
+            Some(("reviews", "bookinfo"))
+        );
         assert_eq!(split_service_host("reviews.bookinfo", "cluster.local"), None);
         assert!(is_cluster_local("a.b.svc.cluster.local", "cluster.local"));
         assert!(!is_cluster_local("a.b.svc.example.com", "cluster.local"));

@@ -201,11 +201,7 @@ impl Snapshot {
 
     /// Objects of one kind in one namespace, ordered by name.
     pub fn in_namespace(&self, kind: Kind, namespace: &str) -> impl Iterator<Item = &Entry> {
-        self.by_namespace
-            .get(&(kind, namespace.to_string()))
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.entries.get(k))
+        self.by_namespace.get(&(kind, namespace.to_string())).into_iter().flatten().filter_map(|k| self.entries.get(k))
     }
 
     /// Objects of one kind in all namespaces, ordered by namespace and name.
@@ -334,7 +330,9 @@ impl Snapshot {
         let domain = self.domain.as_str();
         match (key.kind, entry.spec.as_deref()) {
             (Kind::Service, _) => vec![Term::Service(hosts::service_host(&key.name, ns, domain))],
-            (_, Some(Spec::ServiceEntry(se))) => se.hosts.iter().map(|h| Term::EntryHost(h.to_ascii_lowercase())).collect(),
+            (_, Some(Spec::ServiceEntry(se))) => {
+                se.hosts.iter().map(|h| Term::EntryHost(h.to_ascii_lowercase())).collect()
+            }
             (_, Some(Spec::DestinationRule(dr))) => vec![Term::Rule(hosts::qualify(&dr.host, ns, domain))],
             (_, Some(Spec::VirtualService(vs))) => {
                 virtual_service_hosts(vs).map(|h| Term::Route(hosts::qualify(h, ns, domain))).collect()
