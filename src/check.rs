@@ -1,1 +1,177 @@
 //! `routeguard check` and `routeguard render`: the policy over manifest files.
+//!
+//! The files are the desired state: Deployments are mutated and the generated
+//! objects added first, then every object is checked as if it were created.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::manifest::{self, LoadError, Loaded, Source};
+use crate::model::{Object, ObjectKey};
+use crate::policy::{Change, Engine, Finding, Policy, PolicyError, Severity, Snapshot};
+
+/// A finding with the file and line it points at (none for generated objects).
+#[derive(Debug, Clone, Serialize)]
+pub struct Located {
+    #[serde(flatten)]
+    pub finding: Finding,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+}
+
+/// What checking a set of manifests produced.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Findings, ordered by file and line; generated objects' findings last.
+    pub findings: Vec<Located>,
+    /// The Deployments after mutation, in input order.
+    pub mutated: Vec<Object>,
+    /// The objects routeguard would generate.
+    pub generated: Vec<Object>,
+    /// How many objects were read.
+    pub objects: usize,
+}
+
+impl Report {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.finding.is_error())
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings.iter().filter(|f| f.finding.severity == severity).count()
+    }
+
+    /// One line per finding, then a summary line.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            let at = match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!(" ({file}:{line})"),
+                _ => " (generated)".to_string(),
+            };
+            let g = &f.finding;
+            let _ = writeln!(
+                out,
+                "{} {} {} {}/{}{at} {}",
+                g.severity,
+                g.code,
+                g.kind,
+                g.namespace,
+                g.name,
+                path_message(g)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{} objects checked: {} errors, {} warnings, {} infos",
+            self.objects,
+            self.count(Severity::Error),
+            self.count(Severity::Warning),
+            self.count(Severity::Info)
+        );
+        out
+    }
+
+    /// A JSON array of findings with keys code, severity, kind, namespace, name, path, message, file, line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.findings).unwrap_or_else(|_| "[]".to_string())
+    }
+
+    /// The mutated Deployments and the generated objects as a multi-document YAML stream.
+    pub fn to_yaml(&self) -> String {
+        manifest::yaml::to_yaml_stream(self.mutated.iter().chain(&self.generated).map(|o| &o.raw))
+    }
+}
+
+fn path_message(f: &Finding) -> String {
+    if f.path.is_root() { f.message.clone() } else { format!("{}: {}", f.path, f.message) }
+}
+
+/// Why `check` could not run (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{path}: {source}")]
+    Policy {
+        path: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("{path}: {source}")]
+    PolicyRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads a policy file, or the defaults without one.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy, CheckError> {
+    let Some(path) = path else { return Ok(Policy::default()) };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CheckError::PolicyRead { path: name.clone(), source })?;
+    Policy::from_yaml(&text).map_err(|source| CheckError::Policy { path: name, source })
+}
+
+/// Mutates, generates and checks loaded manifests.
+pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
+    let mut report = Report { objects: loaded.len(), ..Report::default() };
+    let mut sources: BTreeMap<ObjectKey, Source> = BTreeMap::new();
+    let mut objects = Vec::with_capacity(loaded.len());
+    let mut raw_findings: Vec<Finding> = Vec::new();
+    for Loaded { mut object, source } in loaded {
+        let mutation = engine.mutate(&object, None);
+        raw_findings.extend(engine.policy().apply(mutation.findings, None));
+        if !mutation.patch.0.is_empty() {
+            let mut raw = object.raw.clone();
+            match json_patch::patch(&mut raw, &mutation.patch) {
+                Ok(()) => object.raw = raw,
+                Err(e) => raw_findings.push(Finding::new(
+                    crate::policy::Code::RG100,
+                    &object.key,
+                    crate::model::FieldPath::root(),
+                    format!("the version-label patch does not apply: {e}"),
+                )),
+            }
+            report.mutated.push(object.clone());
+        }
+        sources.insert(object.key.clone(), source);
+        objects.push(object);
+    }
+    let mut snapshot = Snapshot::from_objects(engine.policy(), objects.iter().cloned());
+    report.generated = engine.generate(&snapshot);
+    for object in &report.generated {
+        snapshot.upsert(object.clone());
+    }
+    // A generated object that replaces a loaded one (a DestinationRule whose
+    // subsets routeguard manages) is checked in its generated form.
+    let generated_keys: std::collections::BTreeSet<&ObjectKey> = report.generated.iter().map(|o| &o.key).collect();
+    let checked = objects.iter().filter(|o| !generated_keys.contains(&o.key)).chain(&report.generated);
+    for object in checked {
+        raw_findings.extend(engine.validate(&snapshot, &Change::create(object)));
+    }
+    report.findings = raw_findings
+        .into_iter()
+        .map(|finding| {
+            let key =
+                ObjectKey { kind: finding.kind, namespace: finding.namespace.clone(), name: finding.name.clone() };
+            let source = sources.get(&key);
+            Located { file: source.map(|s| s.file.clone()), line: source.map(|s| s.line_of(&finding.path)), finding }
+        })
+        .collect();
+    report.findings.sort_by(|a, b| {
+        (a.file.is_none(), &a.file, a.line, &a.finding.code).cmp(&(b.file.is_none(), &b.file, b.line, &b.finding.code))
+    });
+    report
+}
+
+/// `routeguard check` / `render` from arguments to a report.
+pub fn run(policy: Option<&Path>, paths: &[std::path::PathBuf], namespace: &str) -> Result<Report, CheckError> {
+    let policy = load_policy(policy)?;
+    let loaded = manifest::load_paths(paths, namespace)?;
+    Ok(check(&Engine::new(policy), loaded))
+}

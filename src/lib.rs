@@ -4,6 +4,8 @@
 //! [`policy::Snapshot`]) -> admission and the offline [`check`] command.
 
 pub mod check;
+pub mod cli;
 pub mod manifest;
 pub mod model;
 pub mod policy;
+pub mod server;

@@ -1,0 +1,158 @@
+//! The command line: one clap-derive tree; every flag has `long`, `env`, a default and a doc line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// routeguard: keeps Istio and Gateway API traffic routing safe.
+#[derive(Debug, Parser)]
+#[command(name = "routeguard", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifest files against the routing policy, as if they were applied (for CI).
+    Check(CheckArgs),
+    /// Print the mutated Deployments and the objects routeguard would generate, as YAML.
+    Render(InputArgs),
+    /// Run the admission webhook over HTTPS.
+    Serve(ServeArgs),
+}
+
+/// Which manifests, under which policy.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Policy file (YAML); without one the defaults apply.
+    #[arg(long, env = "ROUTEGUARD_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Namespace for objects that name none.
+    #[arg(long, short = 'n', env = "ROUTEGUARD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Manifest files or folders (searched for *.yaml, *.yml, *.json); `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// `routeguard check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output format of the findings.
+    #[arg(long, short = 'o', env = "ROUTEGUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// How `check` prints findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One line per finding.
+    Text,
+    /// A JSON array of findings.
+    Json,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `routeguard serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS admission endpoint.
+    #[arg(long, env = "ROUTEGUARD_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: std::net::SocketAddr,
+    /// Address of the plain-HTTP admin endpoint (/livez, /readyz, /metrics).
+    #[arg(long, env = "ROUTEGUARD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: std::net::SocketAddr,
+    /// Serving certificate (PEM); without it a CA and certificate are generated into --cert-dir.
+    #[arg(long, env = "ROUTEGUARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM), with --tls-cert.
+    #[arg(long, env = "ROUTEGUARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) to require and verify client certificates against.
+    #[arg(long, env = "ROUTEGUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Folder for generated certificates when no --tls-cert is given.
+    #[arg(long, env = "ROUTEGUARD_CERT_DIR", default_value = "certs")]
+    pub cert_dir: PathBuf,
+    /// Service name of the webhook, for the generated certificate's SANs.
+    #[arg(long, env = "ROUTEGUARD_SERVICE_NAME", default_value = "routeguard")]
+    pub service_name: String,
+    /// Namespace of the webhook's Service, for the generated certificate's SANs.
+    #[arg(long, env = "ROUTEGUARD_SERVICE_NAMESPACE", default_value = "routeguard")]
+    pub service_namespace: String,
+    /// Policy file (YAML); without one the defaults apply.
+    #[arg(long, env = "ROUTEGUARD_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Manifest files or folders that make the snapshot (no cluster needed).
+    #[arg(long, env = "ROUTEGUARD_OBJECTS", default_value = "examples/cluster")]
+    pub objects: Vec<PathBuf>,
+    /// Namespace for snapshot objects that name none.
+    #[arg(long, env = "ROUTEGUARD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// How long to keep serving after SIGTERM before draining (lets endpoints update).
+    #[arg(long, env = "ROUTEGUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// How often to look for a changed certificate or key.
+    #[arg(long, env = "ROUTEGUARD_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub cert_reload_interval: Duration,
+    /// Log format.
+    #[arg(long, env = "ROUTEGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Parses `500ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_long_env_and_help() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.is_positional() || arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                assert!(arg.get_long().is_some(), "{} --{:?} has no long", sub.get_name(), arg.get_id());
+                assert!(arg.get_env().is_some(), "{} {:?} has no env", sub.get_name(), arg.get_id());
+                assert!(arg.get_help().is_some(), "{} {:?} has no doc line", sub.get_name(), arg.get_id());
+            }
+        }
+        cmd.debug_assert();
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("5h").is_err());
+    }
+}
