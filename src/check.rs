@@ -169,6 +169,20 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
     report
 }
 
+/// The snapshot a set of manifests makes once mutated and completed with the
+/// generated objects: what `serve --objects` answers from when no cluster is there.
+pub fn snapshot_from_paths(
+    engine: &Engine,
+    paths: &[std::path::PathBuf],
+    namespace: &str,
+) -> Result<Snapshot, CheckError> {
+    let loaded = manifest::load_paths(paths, namespace)?;
+    let report = check(engine, loaded.clone());
+    let mutated: BTreeMap<&ObjectKey, &Object> = report.mutated.iter().map(|o| (&o.key, o)).collect();
+    let objects = loaded.iter().map(|l| mutated.get(&l.object.key).copied().unwrap_or(&l.object).clone());
+    Ok(Snapshot::from_objects(engine.policy(), objects.chain(report.generated)))
+}
+
 /// `routeguard check` / `render` from arguments to a report.
 pub fn run(policy: Option<&Path>, paths: &[std::path::PathBuf], namespace: &str) -> Result<Report, CheckError> {
     let policy = load_policy(policy)?;

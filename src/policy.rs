@@ -12,6 +12,8 @@ pub mod in_use;
 pub mod routes;
 pub mod snapshot;
 pub mod subsets;
+#[cfg(test)]
+pub mod testing;
 pub mod version;
 
 pub use config::{Action, Policy, PolicyError, WeightMode};

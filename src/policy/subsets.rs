@@ -1,20 +1,217 @@
 //! DestinationRule rules: duplicate subsets (RG202), subsets that select
-//! nothing (RG203) and removal of subsets in use (RG201).
+//! nothing (RG203) and removal of subsets still in use (RG201).
 
-use crate::model::istio::DestinationRuleSpec;
-use crate::model::{Object, ObjectKey};
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Context, Finding};
+use crate::model::istio::{Destination, DestinationRuleSpec, VirtualServiceSpec};
+use crate::model::{FieldPath, Kind, Labels, Object, ObjectKey, Spec, selects};
 
-/// Findings about a DestinationRule on its own.
+use super::snapshot::RuleChange;
+use super::{Code, Context, Finding, hosts};
+
+/// Findings about a DestinationRule on its own and against the Deployments it selects.
 pub fn check_destination_rule(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleSpec) -> Vec<Finding> {
-    let _ = (ctx, key, spec);
-    Vec::new()
+    let mut findings = Vec::new();
+    let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, subset) in spec.subsets.iter().enumerate() {
+        if let Some(earlier) = first.get(subset.name.as_str()) {
+            findings.push(Finding::new(
+                Code::RG202,
+                key,
+                FieldPath::new("spec").key("subsets").index(i).key("name"),
+                format!(
+                    "subset {:?} is defined twice (spec.subsets[{earlier}] and spec.subsets[{i}]); subset names must be unique",
+                    subset.name
+                ),
+            ));
+        } else {
+            first.insert(&subset.name, i);
+        }
+    }
+    findings.extend(unselected_subsets(ctx, key, spec));
+    findings
+}
+
+/// RG203: subsets whose labels select no Deployment behind the host's Service.
+fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleSpec) -> Vec<Finding> {
+    let host = hosts::qualify(&spec.host, &key.namespace, ctx.snapshot.domain());
+    // Only a Service with a selector says which pods are behind the host.
+    let Some(service) = ctx.snapshot.service(&host) else { return Vec::new() };
+    let Some(Spec::Service(svc)) = service.spec.as_deref() else { return Vec::new() };
+    if svc.selector.is_empty() {
+        return Vec::new();
+    }
+    let templates: Vec<(&str, &Labels)> = ctx
+        .snapshot
+        .deployments(service.object.namespace())
+        .filter_map(|d| Some((d.object.name(), &d.deployment()?.template.metadata.labels)))
+        .filter(|(_, labels)| selects(&svc.selector, labels))
+        .collect();
+    let label = ctx.policy.version_label.as_str();
+    spec.subsets
+        .iter()
+        .enumerate()
+        .filter(|(_, subset)| {
+            let wanted: Labels =
+                svc.selector.iter().chain(&subset.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
+            !templates.iter().any(|(_, labels)| selects(&wanted, labels))
+        })
+        .map(|(i, subset)| {
+            let found: BTreeSet<&str> =
+                templates.iter().filter_map(|(_, labels)| labels.get(label).map(String::as_str)).collect();
+            let found = if found.is_empty() {
+                format!("no deployment behind service {} carries a {label} label", service.object.key.name)
+            } else {
+                format!("deployments behind service {} have {label} {}", service.object.key.name, join(found))
+            };
+            Finding::new(
+                Code::RG203,
+                key,
+                FieldPath::new("spec").key("subsets").index(i).key("labels"),
+                format!(
+                    "subset {:?} selects {} in namespace {}, which matches no deployment's pod template; {found}",
+                    subset.name,
+                    show_labels(&subset.labels),
+                    service.object.namespace()
+                ),
+            )
+        })
+        .collect()
 }
 
 /// RG201: subsets that `old` defines and `new` (None for a deletion) does not,
-/// while a route still uses them.
+/// while a VirtualService still routes or mirrors to them.
 pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> Vec<Finding> {
-    let _ = (ctx, old, new);
-    Vec::new()
+    let Ok(old_spec) = old.spec::<DestinationRuleSpec>() else { return Vec::new() };
+    let new_spec = match new.map(|n| n.spec::<DestinationRuleSpec>()) {
+        Some(Ok(spec)) => Some(spec),
+        // An unreadable new object gets its own RG100; judge it as a deletion.
+        Some(Err(_)) | None => None,
+    };
+    let domain = ctx.snapshot.domain();
+    let old_host = hosts::qualify(&old_spec.host, &old.key.namespace, domain);
+    let same_host = new_spec.as_ref().is_some_and(|n| hosts::qualify(&n.host, &old.key.namespace, domain) == old_host);
+    let kept: BTreeSet<&str> = match (&new_spec, same_host) {
+        (Some(n), true) => n.subsets.iter().map(|s| s.name.as_str()).collect(),
+        _ => BTreeSet::new(),
+    };
+    let removed: BTreeSet<&str> =
+        old_spec.subsets.iter().map(|s| s.name.as_str()).filter(|name| !kept.contains(name)).collect();
+    if removed.is_empty() {
+        return Vec::new();
+    }
+    let change = RuleChange { key: &old.key, replacement: new_spec.as_ref() };
+    let routed: Vec<&str> = if old_host.starts_with('*') {
+        ctx.snapshot.routed_hosts_covered_by(&old_host).collect()
+    } else {
+        vec![old_host.as_str()]
+    };
+    let mut findings = Vec::new();
+    for host in routed {
+        for route in ctx.snapshot.routes_to(host) {
+            let Some(Spec::VirtualService(vs)) = route.spec.as_deref() else { continue };
+            let from = route.object.namespace();
+            for used in destination_uses(vs) {
+                let Some(subset) = used.destination.subset.as_deref() else { continue };
+                if !removed.contains(subset) || hosts::qualify(&used.destination.host, from, domain) != host {
+                    continue;
+                }
+                let before = ctx.snapshot.destination_rules(from, host, None);
+                let after = ctx.snapshot.destination_rules(from, host, Some(change));
+                let defined_before = before.as_ref().is_some_and(|r| r.subset(subset).is_some());
+                let defined_after = after.as_ref().is_some_and(|r| r.subset(subset).is_some());
+                if defined_before && !defined_after {
+                    let verb = if new.is_some() { "removing" } else { "deleting the destinationrule removes" };
+                    findings.push(Finding::new(
+                        Code::RG201,
+                        &old.key,
+                        FieldPath::new("spec").key("subsets"),
+                        format!(
+                            "{verb} subset {subset:?} of host {host}, which {} {} still {} at {}; \
+                             move that traffic off {subset:?} first",
+                            kind_name(route.object.kind()),
+                            route_name(&route.object.key),
+                            used.verb(),
+                            used.path,
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    findings
 }
+
+/// One place a VirtualService sends traffic to.
+#[derive(Debug, Clone)]
+pub struct Use<'a> {
+    pub path: FieldPath,
+    pub destination: &'a Destination,
+    /// The effective weight; `None` for a mirror (a copy, not live traffic).
+    pub weight: Option<i64>,
+}
+
+impl Use<'_> {
+    /// `routes weight 20 to it` / `mirrors traffic to it`.
+    pub fn verb(&self) -> String {
+        match self.weight {
+            Some(w) => format!("routes weight {w} to it"),
+            None => "mirrors traffic to it".to_string(),
+        }
+    }
+}
+
+/// Every destination and mirror of a VirtualService, with its path and weight.
+pub fn destination_uses(vs: &VirtualServiceSpec) -> Vec<Use<'_>> {
+    let spec = FieldPath::new("spec");
+    let mut out = Vec::new();
+    let http = vs.http.iter().enumerate().map(|(i, r)| (spec.key("http").index(i), &r.route, Some(r)));
+    let tcp = vs.tcp.iter().enumerate().map(|(i, r)| (spec.key("tcp").index(i), &r.route, None));
+    let tls = vs.tls.iter().enumerate().map(|(i, r)| (spec.key("tls").index(i), &r.route, None));
+    for (at, dests, http_route) in http.chain(tcp).chain(tls) {
+        for (j, d) in dests.iter().enumerate() {
+            if let Some(destination) = &d.destination {
+                // A lone destination takes all traffic whatever its weight says.
+                let weight = if dests.len() == 1 { 100 } else { d.weight.unwrap_or(0) };
+                out.push(Use { path: at.key("route").index(j), destination, weight: Some(weight) });
+            }
+        }
+        if let Some(route) = http_route {
+            if let Some(destination) = &route.mirror {
+                out.push(Use { path: at.key("mirror"), destination, weight: None });
+            }
+            for (j, m) in route.mirrors.iter().enumerate() {
+                if let Some(destination) = &m.destination {
+                    out.push(Use { path: at.key("mirrors").index(j), destination, weight: None });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `virtualservice` / `httproute`, as messages name kinds.
+pub fn kind_name(kind: Kind) -> String {
+    kind.as_str().to_ascii_lowercase()
+}
+
+/// `namespace/name`.
+pub fn route_name(key: &ObjectKey) -> String {
+    format!("{}/{}", key.namespace, key.name)
+}
+
+fn show_labels(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "{}".to_string();
+    }
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+fn join<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+#[path = "subsets/tests.rs"]
+mod tests;

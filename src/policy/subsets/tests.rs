@@ -1,0 +1,106 @@
+use super::*;
+use crate::policy::testing::*;
+use crate::policy::{Policy, Severity};
+
+fn check(objects: Vec<Object>, dr: &Object) -> Vec<Finding> {
+    let snap = snapshot(objects);
+    let policy = Policy::default();
+    let spec: DestinationRuleSpec = dr.spec().expect("spec");
+    check_destination_rule(Context { policy: &policy, snapshot: &snap }, &dr.key, &spec)
+}
+
+#[test]
+fn a_clean_destination_rule_has_no_findings() {
+    let dr = destination_rule("default", "reviews", "reviews", &["v1", "v2", "v3"]);
+    assert_eq!(check(bookinfo(), &dr), vec![]);
+}
+
+#[test]
+fn duplicate_subset_names_are_errors() {
+    let dr = destination_rule("default", "reviews", "reviews", &["v1", "v2", "v1"]);
+    let findings = check(bookinfo(), &dr);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].code, Code::RG202);
+    assert_eq!(findings[0].severity, Severity::Error);
+    assert_eq!(findings[0].path.as_str(), "spec.subsets[2].name");
+    assert!(findings[0].message.contains("spec.subsets[0] and spec.subsets[2]"));
+}
+
+#[test]
+fn a_subset_selecting_no_pod_template_is_a_warning() {
+    let dr = destination_rule("default", "reviews", "reviews", &["v1", "v4"]);
+    let findings = check(bookinfo(), &dr);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].code, Code::RG203);
+    assert_eq!(findings[0].severity, Severity::Warning);
+    assert_eq!(findings[0].path.as_str(), "spec.subsets[1].labels");
+    assert!(
+        findings[0].message.contains("deployments behind service reviews have version v1, v2, v3"),
+        "{}",
+        findings[0].message
+    );
+    // A host without a Service (an external host) is not judged.
+    let external = destination_rule("default", "ext", "api.example.com", &["v9"]);
+    assert_eq!(check(bookinfo(), &external), vec![]);
+}
+
+fn removed(objects: Vec<Object>, old: &Object, new: Option<&Object>) -> Vec<Finding> {
+    let snap = snapshot(objects);
+    let policy = Policy::default();
+    removed_in_use(Context { policy: &policy, snapshot: &snap }, old, new)
+}
+
+#[test]
+fn removing_a_routed_subset_is_refused_and_names_the_route() {
+    let old = destination_rule("default", "reviews", "reviews", &["v1", "v2", "v3"]);
+    let new = destination_rule("default", "reviews", "reviews", &["v1", "v3"]);
+    let findings = removed(bookinfo(), &old, Some(&new));
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].code, Code::RG201);
+    assert_eq!(findings[0].path.as_str(), "spec.subsets");
+    assert_eq!(
+        findings[0].message,
+        "removing subset \"v2\" of host reviews.default.svc.cluster.local, which virtualservice default/reviews \
+         still routes weight 20 to it at spec.http[0].route[1]; move that traffic off \"v2\" first"
+    );
+}
+
+#[test]
+fn removing_an_unused_subset_or_one_defined_elsewhere_is_fine() {
+    let old = destination_rule("default", "reviews", "reviews", &["v1", "v2", "v3"]);
+    let new = destination_rule("default", "reviews", "reviews", &["v1", "v2"]);
+    assert_eq!(removed(bookinfo(), &old, Some(&new)), vec![]);
+    // A second DestinationRule in the same namespace still defines v2: the subsets merge.
+    let mut objects = bookinfo();
+    objects.push(destination_rule("default", "reviews-extra", "reviews", &["v2"]));
+    let new = destination_rule("default", "reviews", "reviews", &["v1"]);
+    assert_eq!(removed(objects, &old, Some(&new)), vec![]);
+}
+
+#[test]
+fn deleting_a_destination_rule_in_use_is_refused_for_every_used_subset() {
+    let old = destination_rule("default", "reviews", "reviews", &["v1", "v2", "v3"]);
+    let findings = removed(bookinfo(), &old, None);
+    let subsets: Vec<bool> =
+        ["\"v1\"", "\"v2\""].iter().map(|s| findings.iter().any(|f| f.message.contains(s))).collect();
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    assert_eq!(subsets, vec![true, true]);
+    assert!(findings[0].message.starts_with("deleting the destinationrule removes subset"));
+}
+
+#[test]
+fn mirrors_count_as_use() {
+    let mut objects = bookinfo();
+    objects.pop();
+    objects.push(object(serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}],
+                 "mirror": {"host": "reviews", "subset": "v3"}}]}
+    })));
+    let old = destination_rule("default", "reviews", "reviews", &["v1", "v2", "v3"]);
+    let new = destination_rule("default", "reviews", "reviews", &["v1", "v2"]);
+    let findings = removed(objects, &old, Some(&new));
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(findings[0].message.contains("mirrors traffic to it at spec.http[0].mirror"));
+}
