@@ -154,6 +154,18 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
     for object in checked {
         raw_findings.extend(engine.validate(&snapshot, &Change::create(object)));
     }
+    // The mutation and the validation of a Deployment can both report RG302.
+    raw_findings.sort_by(|a, b| {
+        (&a.kind, &a.namespace, &a.name, &a.code, &a.path, &a.message).cmp(&(
+            &b.kind,
+            &b.namespace,
+            &b.name,
+            &b.code,
+            &b.path,
+            &b.message,
+        ))
+    });
+    raw_findings.dedup();
     report.findings = raw_findings
         .into_iter()
         .map(|finding| {

@@ -1,17 +1,716 @@
 //! Version labels on Deployments: the mutation (RG301) and its validity (RG302).
+//!
+//! Istio subsets select pods by a version label (the policy's `versionLabel`,
+//! `version` by default). When a Deployment's pod template has none, the
+//! mutation derives one, in this order:
+//!
+//! 1. the label already on the template (kept as it is, never rewritten);
+//! 2. the template label `app.kubernetes.io/version`, then
+//!    `service.istio.io/canonical-revision`;
+//! 3. the Deployment annotation `routeguard.io/version`;
+//! 4. the image tag of the first container, or of the container that the
+//!    annotation `routeguard.io/version-from` names;
+//! 5. `r-` and 10 hex digits of the SHA-256 of the canonical JSON of
+//!    `spec.template.spec`, when there is no usable tag (none, `latest`, or a
+//!    digest only).
+//!
+//! Values from 2 to 4 are [`sanitize`]d into DNS-1123 labels. The patch is a
+//! JSON Patch against the object's original JSON: it adds the label to the
+//! template (creating `metadata` / `labels` when missing), mirrors it on the
+//! Deployment's own labels, adds `app` to the template when it has neither
+//! `app` nor `app.kubernetes.io/name`, and records where the value came from
+//! in the annotation `routeguard.io/version-source`. `spec.selector` is never
+//! touched. The mutation is idempotent: mutating the patched object again
+//! yields an empty patch.
 
-use crate::model::Object;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
+use crate::model::{FieldPath, Kind, Labels, Object, string_map};
+
+use super::finding::Code;
 use super::{Finding, Mutation, Policy};
 
+/// Deployment annotation that gives the version explicitly.
+pub const VERSION_ANNOTATION: &str = "routeguard.io/version";
+/// Deployment annotation naming the container whose image tag gives the version.
+pub const VERSION_FROM_ANNOTATION: &str = "routeguard.io/version-from";
+/// Deployment annotation where the mutation records the source of the version.
+pub const VERSION_SOURCE_ANNOTATION: &str = "routeguard.io/version-source";
+/// Template labels read as the version when the version label is missing, in order.
+pub const FALLBACK_LABELS: [&str; 2] = ["app.kubernetes.io/version", "service.istio.io/canonical-revision"];
+
+/// The longest DNS-1123 label.
+const MAX_LABEL: usize = 63;
+
+/// True when `s` is a DNS-1123 label, which Istio requires of subset names:
+/// 1 to 63 lowercase letters, digits or `-`, starting and ending with a letter or digit.
+pub fn is_dns1123_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_LABEL
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+}
+
+/// Turns any text into a DNS-1123 label: lowercased, every character outside
+/// `[a-z0-9-]` replaced by `-`, runs of `-` collapsed, `-` trimmed from both
+/// ends, at most 63 characters. `None` when nothing is left.
+///
+/// `1.16.2` becomes `1-16-2`; `v2` stays `v2`.
+pub fn sanitize(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in raw.chars().flat_map(char::to_lowercase) {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    // Only ASCII was pushed, so byte truncation is on a character boundary.
+    out.truncate(MAX_LABEL);
+    while out.ends_with('-') {
+        out.pop();
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// A container image reference split into its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageRef<'a> {
+    /// Registry and repository (`registry:5000/repo/img`).
+    pub name: &'a str,
+    /// The tag, when one is written (`1.16.2`).
+    pub tag: Option<&'a str>,
+    /// The digest, when one is written (`sha256:...`).
+    pub digest: Option<&'a str>,
+}
+
+/// Parses an image reference. A colon in the registry part is a port, not a
+/// tag: `registry:5000/repo/img` has no tag; `registry:5000/repo/img:tag@sha256:...`
+/// has both a tag and a digest; `img@sha256:...` has a digest only.
+pub fn parse_image(image: &str) -> ImageRef<'_> {
+    let image = image.trim();
+    let (named, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d).filter(|d| !d.is_empty())),
+        None => (image, None),
+    };
+    // The tag can only be in the last path segment.
+    let last_start = named.rfind('/').map_or(0, |i| i + 1);
+    match named[last_start..].rfind(':') {
+        Some(i) => {
+            let colon = last_start + i;
+            let tag = &named[colon + 1..];
+            ImageRef { name: &named[..colon], tag: Some(tag).filter(|t| !t.is_empty()), digest }
+        }
+        None => ImageRef { name: named, tag: None, digest },
+    }
+}
+
+/// Where a version value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// The version label already on the template.
+    Label,
+    /// One of [`FALLBACK_LABELS`] on the template.
+    TemplateLabel(&'static str),
+    /// The [`VERSION_ANNOTATION`] annotation.
+    Annotation,
+    /// The image tag of a container (its name).
+    Image(String),
+    /// A hash of the pod spec.
+    Hash,
+}
+
+impl Source {
+    /// The value recorded in [`VERSION_SOURCE_ANNOTATION`].
+    fn annotation_value(&self) -> String {
+        match self {
+            Source::Label => "label".to_string(),
+            Source::TemplateLabel(l) => format!("label:{l}"),
+            Source::Annotation => "annotation".to_string(),
+            Source::Image(container) => format!("image:{container}"),
+            Source::Hash => "hash".to_string(),
+        }
+    }
+}
+
+/// A derived version, with a description of its origin for messages.
+#[derive(Debug, Clone)]
+struct Derived {
+    value: String,
+    source: Source,
+    origin: String,
+}
+
+fn template_labels_path() -> FieldPath {
+    FieldPath::new("spec.template.metadata.labels")
+}
+
+/// Derives the version of a template without a version label (steps 2 to 5).
+fn derive(object: &Object, template: &Value, labels: &Labels) -> Derived {
+    for label in FALLBACK_LABELS {
+        if let Some(raw) = labels.get(label)
+            && let Some(value) = sanitize(raw)
+        {
+            let origin = format!("template label {} ({raw:?})", template_labels_path().key(label));
+            return Derived { value, source: Source::TemplateLabel(label), origin };
+        }
+    }
+    if let Some(raw) = object.annotation(VERSION_ANNOTATION)
+        && let Some(value) = sanitize(raw)
+    {
+        let path = FieldPath::new("metadata.annotations").key(VERSION_ANNOTATION);
+        return Derived { value, source: Source::Annotation, origin: format!("annotation {path} ({raw:?})") };
+    }
+
+    let containers = template.pointer("/spec/containers").and_then(Value::as_array).map(Vec::as_slice);
+    let containers = containers.unwrap_or_default();
+    let wanted = object.annotation(VERSION_FROM_ANNOTATION);
+    let chosen = match wanted {
+        Some(name) => containers.iter().position(|c| c.get("name").and_then(Value::as_str) == Some(name)),
+        None => (!containers.is_empty()).then_some(0),
+    };
+    let why_hash = match chosen.and_then(|i| containers.get(i).map(|c| (i, c))) {
+        Some((index, container)) => {
+            let image = container.get("image").and_then(Value::as_str).unwrap_or_default();
+            let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
+            let path = FieldPath::new("spec.template.spec.containers").index(index).key("image");
+            let parsed = parse_image(image);
+            match parsed.tag {
+                Some(tag) if !tag.eq_ignore_ascii_case("latest") => {
+                    if let Some(value) = sanitize(tag) {
+                        let label = if name.is_empty() { format!("containers[{index}]") } else { name.to_string() };
+                        let origin = format!("the tag of {path} ({image:?})");
+                        return Derived { value, source: Source::Image(label), origin };
+                    }
+                    format!("the tag of {path} ({image:?}) has no letter or digit")
+                }
+                Some(_) => format!("{path} ({image:?}) has the tag latest"),
+                None if parsed.digest.is_some() => format!("{path} ({image:?}) has a digest and no tag"),
+                None => format!("{path} ({image:?}) has no tag"),
+            }
+        }
+        None => match wanted {
+            Some(name) => format!(
+                "no container is named {name:?} as {} says",
+                FieldPath::new("metadata.annotations").key(VERSION_FROM_ANNOTATION)
+            ),
+            None => "the pod template has no containers".to_string(),
+        },
+    };
+    let spec = template.get("spec").unwrap_or(&Value::Null);
+    Derived {
+        value: spec_hash(spec),
+        source: Source::Hash,
+        origin: format!("a hash of spec.template.spec, because {why_hash}"),
+    }
+}
+
+/// `r-` and the first 10 hex digits of the SHA-256 of the canonical JSON of `spec`.
+fn spec_hash(spec: &Value) -> String {
+    let mut text = String::new();
+    canonical_json(spec, &mut text);
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("r-{}", &hex[..10])
+}
+
+/// Writes JSON with object keys sorted and no whitespace, so that equal values
+/// give equal text whatever the order of their fields.
+fn canonical_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical_json(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Appends the operations that make the object at `parent` (a path of keys)
+/// contain `entries`. Missing or null parents are created with one `add` of
+/// the whole nested object (an `add` below a missing parent would fail);
+/// entries that already hold the value are left alone. Nothing is done when
+/// some part of the path holds something other than an object.
+fn set_entries(raw: &Value, parent: &[&str], entries: &[(&str, Value)], ops: &mut Vec<PatchOperation>) {
+    if entries.is_empty() {
+        return;
+    }
+    let mut current = raw;
+    for (depth, token) in parent.iter().enumerate() {
+        let Some(map) = current.as_object() else { return };
+        match map.get(*token) {
+            Some(next) if next.is_object() => current = next,
+            None | Some(Value::Null) => {
+                let mut value = Value::Object(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+                for inner in parent[depth + 1..].iter().rev() {
+                    value = Value::Object(Map::from_iter([(inner.to_string(), value)]));
+                }
+                let path = PointerBuf::from_tokens(parent[..=depth].iter().copied());
+                ops.push(PatchOperation::Add(AddOperation { path, value }));
+                return;
+            }
+            Some(_) => return,
+        }
+    }
+    let Some(map) = current.as_object() else { return };
+    for (key, value) in entries {
+        let path = PointerBuf::from_tokens(parent.iter().copied().chain([*key]));
+        match map.get(*key) {
+            Some(existing) if existing == value => {}
+            Some(_) => ops.push(PatchOperation::Replace(ReplaceOperation { path, value: value.clone() })),
+            None => ops.push(PatchOperation::Add(AddOperation { path, value: value.clone() })),
+        }
+    }
+}
+
+/// The value of `app` for a Deployment: its name without a trailing
+/// `-<version>`, made a valid label value. `None` when nothing usable is left.
+fn app_name(deployment: &str, version: &str) -> Option<String> {
+    let base = deployment.strip_suffix(version).and_then(|s| s.strip_suffix('-')).filter(|s| !s.is_empty());
+    let mut name: String = base.unwrap_or(deployment).chars().take(MAX_LABEL).collect();
+    while name.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        name.pop();
+    }
+    (!name.is_empty()).then_some(name)
+}
+
+/// The RG302 finding for a template version label that is not a subset name.
+fn invalid_version(policy: &Policy, object: &Object, value: &Value) -> Option<Finding> {
+    let key = policy.version_label.as_str();
+    let path = template_labels_path().key(key);
+    let message = match value {
+        Value::String(v) if is_dns1123_label(v) => return None,
+        Value::String(v) => {
+            let hint = sanitize(v).map(|s| format!(", such as {s:?}")).unwrap_or_default();
+            format!(
+                "{path} is {v:?}, which is not a valid istio subset name: expected a dns-1123 label (at most 63 \
+                 lowercase letters, digits or '-', starting and ending with a letter or digit){hint}"
+            )
+        }
+        other => format!("{path} is {other}, not a string: expected a dns-1123 label such as \"v1\""),
+    };
+    Some(Finding::new(Code::RG302, &object.key, path, message))
+}
+
+/// The template's version label as written, when present and not null.
+fn template_version<'a>(policy: &Policy, object: &'a Object) -> Option<&'a Value> {
+    object
+        .raw
+        .pointer("/spec/template/metadata/labels")
+        .and_then(|labels| labels.get(&policy.version_label))
+        .filter(|v| !v.is_null())
+}
+
 /// The JSON Patch that gives a Deployment's pod template its version label.
+///
+/// An UPDATE (`old` given) whose `spec.template` equals the old one gets no
+/// template change, since changing the template would roll the pods; if the
+/// template has no version label then, the patch is empty. A template that
+/// already has the label keeps it: the patch at most mirrors it on the
+/// Deployment's labels, records the source `label` when no source is
+/// recorded, and adds a missing `app` label; an invalid value gives RG302.
+/// An injected label gives RG301.
 pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutation {
-    let _ = (policy, object, old);
-    Mutation::default()
+    let mut mutation = Mutation::default();
+    let key = policy.version_label.as_str();
+    if object.kind() != Kind::Deployment || key.is_empty() {
+        return mutation;
+    }
+    let Some(template) = object.raw.pointer("/spec/template").filter(|t| t.is_object()) else {
+        return mutation;
+    };
+    let template_changed = old.is_none_or(|o| o.raw.pointer("/spec/template") != Some(template));
+    let labels = string_map(template.pointer("/metadata/labels"));
+
+    let (value, derived) = match template_version(policy, object) {
+        Some(Value::String(existing)) => (existing.clone(), None),
+        Some(other) => {
+            mutation.findings.extend(invalid_version(policy, object, other));
+            return mutation;
+        }
+        None if !template_changed => return mutation,
+        None => {
+            let derived = derive(object, template, &labels);
+            (derived.value.clone(), Some(derived))
+        }
+    };
+
+    let mut ops = Vec::new();
+    if template_changed {
+        let mut entries: Vec<(&str, Value)> = Vec::new();
+        if derived.is_some() {
+            entries.push((key, Value::String(value.clone())));
+        }
+        if key != "app"
+            && !labels.contains_key("app")
+            && !labels.contains_key("app.kubernetes.io/name")
+            && let Some(app) = app_name(object.name(), &value)
+        {
+            entries.push(("app", Value::String(app)));
+        }
+        set_entries(&object.raw, &["spec", "template", "metadata", "labels"], &entries, &mut ops);
+    }
+
+    let own_label = object.labels().get(key).cloned();
+    if own_label.is_none() || (derived.is_some() && own_label.as_deref() != Some(value.as_str())) {
+        set_entries(&object.raw, &["metadata", "labels"], &[(key, Value::String(value.clone()))], &mut ops);
+    }
+
+    let source = match &derived {
+        Some(d) => Some(d.source.annotation_value()),
+        None => object.annotation(VERSION_SOURCE_ANNOTATION).is_none().then(|| Source::Label.annotation_value()),
+    };
+    if let Some(source) = source {
+        let entry = [(VERSION_SOURCE_ANNOTATION, Value::String(source))];
+        set_entries(&object.raw, &["metadata", "annotations"], &entry, &mut ops);
+    }
+
+    match &derived {
+        Some(d) => {
+            let path = template_labels_path().key(key);
+            let message = format!(
+                "{path} was missing: injected {:?} from {}; subsets select pods by this label",
+                d.value, d.origin
+            );
+            mutation.findings.push(Finding::new(Code::RG301, &object.key, path, message));
+        }
+        None => mutation.findings.extend(invalid_version(policy, object, &Value::String(value))),
+    }
+    mutation.patch = Patch(ops);
+    mutation
 }
 
 /// RG302 when the Deployment's version label is not a valid subset name.
 pub fn check_deployment(policy: &Policy, object: &Object) -> Vec<Finding> {
-    let _ = (policy, object);
-    Vec::new()
+    if object.kind() != Kind::Deployment || policy.version_label.is_empty() {
+        return Vec::new();
+    }
+    template_version(policy, object).and_then(|v| invalid_version(policy, object, v)).into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Severity;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn deployment(raw: Value) -> Object {
+        Object::from_value(raw, "default").expect("deployment")
+    }
+
+    fn with_image(image: &str) -> Object {
+        deployment(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "reviews-v2", "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "reviews"}},
+                "template": {
+                    "metadata": {"labels": {"app": "reviews"}},
+                    "spec": {"containers": [{"name": "app", "image": image}]}
+                }
+            }
+        }))
+    }
+
+    fn applied(object: &Object, mutation: &Mutation) -> Object {
+        let mut raw = object.raw.clone();
+        json_patch::patch(&mut raw, &mutation.patch).expect("patch applies");
+        deployment(raw)
+    }
+
+    fn template_label(object: &Object, key: &str) -> Option<String> {
+        object
+            .raw
+            .pointer("/spec/template/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    fn policy() -> Policy {
+        Policy::default()
+    }
+
+    #[test]
+    fn parses_image_references() {
+        let r = parse_image("registry:5000/repo/img:1.2@sha256:abc");
+        assert_eq!(r, ImageRef { name: "registry:5000/repo/img", tag: Some("1.2"), digest: Some("sha256:abc") });
+        assert_eq!(parse_image("registry:5000/repo/img").tag, None);
+        assert_eq!(parse_image("registry:5000/img").name, "registry:5000/img");
+        let r = parse_image("img@sha256:abc");
+        assert_eq!((r.name, r.tag, r.digest), ("img", None, Some("sha256:abc")));
+        assert_eq!(parse_image("docker.io/library/nginx:1.27").tag, Some("1.27"));
+        assert_eq!(parse_image("nginx").tag, None);
+        assert_eq!(parse_image("nginx:").tag, None);
+    }
+
+    #[test]
+    fn sanitizes_into_dns_labels() {
+        assert_eq!(sanitize("1.16.2").as_deref(), Some("1-16-2"));
+        assert_eq!(sanitize("v2").as_deref(), Some("v2"));
+        assert_eq!(sanitize("V1.0_RC..1-").as_deref(), Some("v1-0-rc-1"));
+        assert_eq!(sanitize("--x--").as_deref(), Some("x"));
+        assert_eq!(sanitize("._-"), None);
+        let long = sanitize(&format!("{}-.b", "a".repeat(62))).expect("long");
+        assert_eq!(long, "a".repeat(62));
+        assert!(is_dns1123_label(&sanitize(&"ab.".repeat(40)).expect("x")));
+        assert!(is_dns1123_label("1-16-2"));
+        assert!(!is_dns1123_label("V1.0"));
+        assert!(!is_dns1123_label("-a"));
+        assert!(!is_dns1123_label(""));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn injects_the_image_tag() {
+        let d = with_image("registry:5000/shop/reviews:1.16.2@sha256:0123");
+        let m = mutate(&policy(), &d, None);
+        let out = applied(&d, &m);
+        assert_eq!(template_label(&out, "version").as_deref(), Some("1-16-2"));
+        assert_eq!(out.labels().get("version").map(String::as_str), Some("1-16-2"));
+        assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("image:app"));
+        assert_eq!(m.findings.len(), 1);
+        let f = &m.findings[0];
+        assert_eq!((f.code, f.severity), (Code::RG301, Severity::Info));
+        assert_eq!(f.path.as_str(), "spec.template.metadata.labels.version");
+        assert!(f.message.contains("1-16-2") && f.message.contains("spec.template.spec.containers[0].image"));
+        assert_eq!(out.raw["spec"]["selector"], d.raw["spec"]["selector"]);
+    }
+
+    #[test]
+    fn creates_missing_metadata_and_adds_app() {
+        let d = deployment(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "ratings-v1"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "ratings:v1"}]}}, "x-future": 1}
+        }));
+        let m = mutate(&policy(), &d, None);
+        let out = applied(&d, &m);
+        assert_eq!(template_label(&out, "version").as_deref(), Some("v1"));
+        assert_eq!(template_label(&out, "app").as_deref(), Some("ratings"));
+        assert_eq!(out.raw["spec"]["x-future"], 1);
+        assert_eq!(out.labels().get("version").map(String::as_str), Some("v1"));
+        assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("image:c"));
+    }
+
+    #[test]
+    fn does_not_add_app_when_a_name_label_exists() {
+        let mut d = with_image("reviews:v2");
+        d.raw["spec"]["template"]["metadata"]["labels"] = json!({"app.kubernetes.io/name": "reviews"});
+        let out = applied(&d, &mutate(&policy(), &d, None));
+        assert_eq!(template_label(&out, "app"), None);
+    }
+
+    #[test]
+    fn escapes_slashes_in_pointers() {
+        let d = with_image("reviews:v2");
+        let m = mutate(&policy(), &d, None);
+        let text = serde_json::to_string(&m.patch).expect("json");
+        assert!(text.contains("/metadata/annotations"), "{text}");
+        let mut d = with_image("reviews:v2");
+        d.raw["metadata"]["annotations"] = json!({"other": "x"});
+        let m = mutate(&policy(), &d, None);
+        let text = serde_json::to_string(&m.patch).expect("json");
+        assert!(text.contains("/metadata/annotations/routeguard.io~1version-source"), "{text}");
+    }
+
+    #[test]
+    fn prefers_labels_then_annotation_then_image() {
+        let mut d = with_image("reviews:9.9");
+        d.raw["metadata"]["annotations"] = json!({VERSION_ANNOTATION: "From.Annotation"});
+        let out = applied(&d, &mutate(&policy(), &d, None));
+        assert_eq!(template_label(&out, "version").as_deref(), Some("from-annotation"));
+        assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("annotation"));
+
+        d.raw["spec"]["template"]["metadata"]["labels"]["service.istio.io/canonical-revision"] = json!("rev7");
+        let out = applied(&d, &mutate(&policy(), &d, None));
+        assert_eq!(template_label(&out, "version").as_deref(), Some("rev7"));
+
+        d.raw["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] = json!("1.2.3");
+        let m = mutate(&policy(), &d, None);
+        let out = applied(&d, &m);
+        assert_eq!(template_label(&out, "version").as_deref(), Some("1-2-3"));
+        assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("label:app.kubernetes.io/version"));
+        assert!(m.findings[0].message.contains("spec.template.metadata.labels[\"app.kubernetes.io/version\"]"));
+    }
+
+    #[test]
+    fn version_from_names_the_container() {
+        let mut d = with_image("reviews:1.0");
+        d.raw["spec"]["template"]["spec"]["containers"] =
+            json!([{"name": "proxy", "image": "envoy:1.30"}, {"name": "app", "image": "reviews:2.0"}]);
+        let out = applied(&d, &mutate(&policy(), &d, None));
+        assert_eq!(template_label(&out, "version").as_deref(), Some("1-30"));
+        d.raw["metadata"]["annotations"] = json!({VERSION_FROM_ANNOTATION: "app"});
+        let out = applied(&d, &mutate(&policy(), &d, None));
+        assert_eq!(template_label(&out, "version").as_deref(), Some("2-0"));
+        assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("image:app"));
+        d.raw["metadata"]["annotations"] = json!({VERSION_FROM_ANNOTATION: "nope"});
+        let m = mutate(&policy(), &d, None);
+        let out = applied(&d, &m);
+        assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("hash"));
+        assert!(m.findings[0].message.contains("no container is named \"nope\""));
+    }
+
+    #[test]
+    fn hashes_when_there_is_no_usable_tag() {
+        for image in ["reviews", "reviews:latest", "reviews@sha256:abcd", "registry:5000/reviews"] {
+            let d = with_image(image);
+            let out = applied(&d, &mutate(&policy(), &d, None));
+            let v = template_label(&out, "version").expect("version");
+            assert!(v.starts_with("r-") && v.len() == 12 && is_dns1123_label(&v), "{v}");
+            assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("hash"));
+        }
+        // Deterministic, and independent of field order.
+        let a = with_image("reviews");
+        let mut b = with_image("reviews");
+        b.raw["spec"]["template"]["spec"] = json!({"containers": [{"image": "reviews", "name": "app"}]});
+        let va = template_label(&applied(&a, &mutate(&policy(), &a, None)), "version");
+        let vb = template_label(&applied(&b, &mutate(&policy(), &b, None)), "version");
+        assert_eq!(va, vb);
+        let c = with_image("other");
+        assert_ne!(va, template_label(&applied(&c, &mutate(&policy(), &c, None)), "version"));
+    }
+
+    #[test]
+    fn keeps_an_existing_label_and_warns_when_invalid() {
+        let mut d = with_image("reviews:2.0");
+        d.raw["spec"]["template"]["metadata"]["labels"]["version"] = json!("V1.0");
+        let m = mutate(&policy(), &d, None);
+        let out = applied(&d, &m);
+        assert_eq!(template_label(&out, "version").as_deref(), Some("V1.0"));
+        assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("label"));
+        assert_eq!(m.findings.len(), 1);
+        assert_eq!((m.findings[0].code, m.findings[0].severity), (Code::RG302, Severity::Warning));
+        assert!(m.findings[0].message.contains("\"V1.0\""));
+        assert_eq!(check_deployment(&policy(), &d), m.findings);
+        assert!(m.patch.iter().all(|op| !op.path().as_str().starts_with("/spec")));
+
+        d.raw["spec"]["template"]["metadata"]["labels"]["version"] = json!("v1");
+        assert!(check_deployment(&policy(), &d).is_empty());
+        assert!(mutate(&policy(), &d, None).findings.is_empty());
+    }
+
+    #[test]
+    fn uses_the_policy_label() {
+        let p = Policy { version_label: "track".into(), ..Policy::default() };
+        let d = with_image("reviews:v3");
+        let out = applied(&d, &mutate(&p, &d, None));
+        assert_eq!(template_label(&out, "track").as_deref(), Some("v3"));
+        assert_eq!(template_label(&out, "version"), None);
+    }
+
+    #[test]
+    fn update_without_template_change_keeps_the_template() {
+        let old = with_image("reviews:1.0");
+        let mut new = old.clone();
+        new.raw["spec"]["replicas"] = json!(3);
+        assert!(mutate(&policy(), &new, Some(&old)).patch.is_empty());
+
+        new.raw["spec"]["template"]["spec"]["containers"][0]["image"] = json!("reviews:1.1");
+        let m = mutate(&policy(), &new, Some(&old));
+        assert_eq!(template_label(&applied(&new, &m), "version").as_deref(), Some("1-1"));
+
+        // The usual re-apply of a manifest without the injected label: same value, no roll.
+        let live = applied(&old, &mutate(&policy(), &old, None));
+        let m = mutate(&policy(), &old, Some(&live));
+        assert_eq!(applied(&old, &m).raw["spec"]["template"], live.raw["spec"]["template"]);
+    }
+
+    #[test]
+    fn ignores_other_kinds_and_templateless_deployments() {
+        let svc = Object::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}), "d")
+            .expect("service");
+        assert!(mutate(&policy(), &svc, None).patch.is_empty());
+        let d = deployment(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}));
+        assert!(mutate(&policy(), &d, None).patch.is_empty());
+        let d = deployment(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+            "spec": {"template": {"metadata": {"labels": "oops"}}}}));
+        let m = mutate(&policy(), &d, None);
+        json_patch::patch(&mut d.raw.clone(), &m.patch).expect("applies");
+    }
+
+    fn arb_deployment() -> impl Strategy<Value = Value> {
+        let tag = proptest::option::of("[A-Za-z0-9._-]{0,12}");
+        let digest = proptest::option::of(Just("sha256:0123abcd"));
+        let registry = proptest::option::of(Just("registry:5000/team/"));
+        let label = proptest::option::of("[A-Za-z0-9._-]{0,10}");
+        let canonical = proptest::option::of("[A-Za-z0-9._-]{0,10}");
+        let annotation = proptest::option::of("[A-Za-z0-9._ /-]{0,10}");
+        let app = proptest::option::of("[a-z]{1,6}");
+        let meta = any::<(bool, bool)>();
+        (tag, digest, registry, label, canonical, annotation, app, meta, "[a-z]{1,8}(-v[0-9])?").prop_map(
+            |(tag, digest, registry, label, canonical, annotation, app, (with_meta, with_labels), name)| {
+                let mut image = format!("{}img", registry.unwrap_or_default());
+                if let Some(t) = tag {
+                    image = format!("{image}:{t}");
+                }
+                if let Some(d) = digest {
+                    image = format!("{image}@{d}");
+                }
+                let mut labels = Map::new();
+                for (k, v) in [("version", label), ("app.kubernetes.io/version", canonical), ("app", app)] {
+                    if let Some(v) = v {
+                        labels.insert(k.to_string(), Value::String(v));
+                    }
+                }
+                let mut template = json!({"spec": {"containers": [{"name": "main", "image": image}]}});
+                if with_meta {
+                    template["metadata"] = if with_labels { json!({"labels": labels}) } else { json!({}) };
+                }
+                let mut metadata = json!({"name": name});
+                if let Some(a) = annotation {
+                    metadata["annotations"] = json!({VERSION_ANNOTATION: a});
+                }
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
+                    "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": template}})
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn mutation_is_idempotent(raw in arb_deployment()) {
+            let d = deployment(raw);
+            let m = mutate(&policy(), &d, None);
+            let once = applied(&d, &m);
+            prop_assert_eq!(&once.raw["spec"]["selector"], &d.raw["spec"]["selector"]);
+            let version = template_label(&once, "version");
+            prop_assert!(version.is_some());
+            if template_label(&d, "version").is_none() {
+                prop_assert!(is_dns1123_label(&version.unwrap_or_default()));
+            }
+            let again = mutate(&policy(), &once, None);
+            prop_assert!(again.patch.is_empty(), "second patch: {}", again.patch);
+            let update = mutate(&policy(), &once, Some(&d));
+            prop_assert!(update.patch.is_empty(), "update patch: {}", update.patch);
+        }
+    }
 }
