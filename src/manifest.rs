@@ -120,7 +120,7 @@ fn collect(value: Value, source: Source, default_namespace: &str, out: &mut Vec<
             return Ok(());
         }
         Value::Object(_) => {}
-        other => return Err(fail(format!("expected a kubernetes object, found {}", type_name(other)))),
+        other => return Err(fail(format!("expected a kubernetes object, found {}", crate::model::json_type(other)))),
     }
     match Object::from_value(value, default_namespace) {
         Ok(object) => out.push(Loaded { object, source }),
@@ -129,17 +129,6 @@ fn collect(value: Value, source: Source, default_namespace: &str, out: &mut Vec<
         Err(e) => return Err(fail(format!("not a kubernetes object: {e}"))),
     }
     Ok(())
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
-    }
 }
 
 /// The manifest files under a path, sorted; a file named directly is taken whatever its extension.

@@ -128,12 +128,13 @@ pub enum ModelError {
     Missing(&'static str),
     #[error("{kind} is not a kind routeguard handles (apiVersion {api_version})")]
     UnknownKind { api_version: String, kind: String },
-    #[error("{kind} {name}: {source}")]
+    #[error("{kind} {name}: {path}: {message}")]
     Shape {
         kind: Kind,
         name: String,
-        #[source]
-        source: serde_json::Error,
+        /// The field whose value has the wrong shape.
+        path: FieldPath,
+        message: String,
     },
 }
 
@@ -205,13 +206,23 @@ impl Object {
     /// The `spec` read as the typed view `T` (fields absent or of an unknown
     /// name are ignored; a field of the wrong type is an error).
     pub fn spec<T: DeserializeOwned + Default>(&self) -> Result<T, ModelError> {
+        let shape = |path: FieldPath, message: String| ModelError::Shape {
+            kind: self.key.kind,
+            name: self.key.name.clone(),
+            path,
+            message,
+        };
         match self.raw.get("spec") {
             None | Some(Value::Null) => Ok(T::default()),
-            Some(spec) => T::deserialize(spec).map_err(|source| ModelError::Shape {
-                kind: self.key.kind,
-                name: self.key.name.clone(),
-                source,
-            }),
+            // serde would read a list into a struct by position; a spec is a map.
+            Some(Value::Object(_)) => {
+                let spec = self.raw.get("spec").unwrap_or(&Value::Null);
+                serde_path_to_error::deserialize(spec).map_err(|e| {
+                    let path = field_path("spec", e.path());
+                    shape(path, e.into_inner().to_string())
+                })
+            }
+            Some(other) => Err(shape(FieldPath::new("spec"), format!("expected a map, found {}", json_type(other)))),
         }
     }
 }
@@ -240,6 +251,29 @@ impl Object {
             Kind::Service => Spec::Service(self.spec()?),
             Kind::Deployment => Spec::Deployment(self.spec()?),
         })
+    }
+}
+
+/// The field path of a serde error below `root`.
+pub fn field_path(root: &str, path: &serde_path_to_error::Path) -> FieldPath {
+    use serde_path_to_error::Segment;
+    path.iter().fold(FieldPath::new(root), |p, segment| match segment {
+        Segment::Seq { index } => p.index(*index),
+        Segment::Map { key } => p.key(key),
+        Segment::Enum { variant } => p.key(variant),
+        Segment::Unknown => p,
+    })
+}
+
+/// `a map`, `a list`, ... for messages.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
     }
 }
 

@@ -66,7 +66,9 @@ enum Frame {
 struct Builder {
     documents: Vec<Document>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Value>,
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Nodes produced by aliases so far in this stream.
+    expanded: usize,
     lines: HashMap<String, usize>,
     doc_line: usize,
     root: Option<Value>,
@@ -90,7 +92,8 @@ impl Builder {
 
     fn add(&mut self, value: Value, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            let size = node_count(&value);
+            self.anchors.insert(anchor, (value.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.root = Some(value),
@@ -111,8 +114,24 @@ impl Builder {
     }
 }
 
+/// Nodes that aliases may produce in one stream: far above any real manifest,
+/// far below what would exhaust memory (the "billion laughs" attack).
+const MAX_EXPANDED_NODES: usize = 1_000_000;
+
+/// The number of JSON nodes in a value.
+fn node_count(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(node_count).sum::<usize>(),
+        _ => 1,
+    }
+}
+
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
         let path = self.next_path();
         let starts_value =
             matches!(event, Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_));
@@ -140,8 +159,15 @@ impl MarkedEventReceiver for Builder {
                 self.documents.push(Document { value, line, lines: std::mem::take(&mut self.lines) });
                 self.anchors.clear();
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(v) => self.add(v, 0),
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some((_, size)) if self.expanded + size > MAX_EXPANDED_NODES => {
+                    self.fail(mark, "aliases expand to too many nodes (over 1,000,000)")
+                }
+                Some((value, size)) => {
+                    self.expanded += size;
+                    let value = value.clone();
+                    self.add(value, 0)
+                }
                 None => self.fail(mark, "alias to an unknown anchor"),
             },
             Event::Scalar(text, style, anchor, tag) => {
@@ -301,6 +327,18 @@ kind: Service
         assert_eq!(docs[0].value["b"], json!({"k": 1}));
         let docs = parse_documents("{\"kind\": \"Service\", \"spec\": {\"ports\": [1, 2]}}").expect("json");
         assert_eq!(docs[0].value["spec"]["ports"], json!([1, 2]));
+    }
+
+    #[test]
+    fn refuses_an_alias_bomb() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse_documents(&text).expect_err("bomb");
+        assert!(err.message.contains("too many nodes"), "{err}");
+        assert_eq!(err.line, 6);
     }
 
     #[test]

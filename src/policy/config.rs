@@ -81,10 +81,18 @@ impl Policy {
     pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
         let docs = crate::manifest::yaml::parse_documents(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
         let value = docs.into_iter().next().map(|d| d.value).unwrap_or(serde_json::Value::Null);
-        let policy: Policy = if value.is_null() {
-            Policy::default()
-        } else {
-            serde_json::from_value(value).map_err(|e| PolicyError::Parse(e.to_string()))?
+        let policy: Policy = match &value {
+            serde_json::Value::Null => Policy::default(),
+            serde_json::Value::Object(_) => serde_path_to_error::deserialize(&value).map_err(|e| {
+                let path = crate::model::field_path("", e.path());
+                PolicyError::Parse(format!("{path}: {}", e.into_inner()))
+            })?,
+            other => {
+                return Err(PolicyError::Parse(format!(
+                    "expected a map of settings, found {}",
+                    crate::model::json_type(other)
+                )));
+            }
         };
         if policy.missing_subset == Action::Off {
             return Err(PolicyError::SubsetOff);
@@ -144,6 +152,11 @@ mod tests {
     fn rejects_unknown_keys_and_bad_values() {
         assert!(Policy::from_yaml("weight: relative").is_err());
         assert!(Policy::from_yaml("weights: half").is_err());
+        assert!(
+            matches!(Policy::from_yaml("- relative\n- warn\n"), Err(PolicyError::Parse(m)) if m.contains("found a list"))
+        );
+        let err = Policy::from_yaml("exemptUsers: bot").expect_err("not a list").to_string();
+        assert!(err.starts_with("policy: exemptUsers: invalid type"), "{err}");
         assert!(matches!(Policy::from_yaml("missingSubset: off"), Err(PolicyError::SubsetOff)));
     }
 

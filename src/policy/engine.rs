@@ -1,11 +1,10 @@
 //! The entry points: what admission and `check` call.
 
-use crate::model::{Kind, Object, Spec};
+use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 
 use super::finding::{Code, Finding};
 use super::snapshot::Snapshot;
 use super::{Context, Policy, fields, generate, http_route, in_use, routes, subsets, version};
-use crate::model::FieldPath;
 
 /// The operation of an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,12 +96,13 @@ impl Engine {
     fn check_object(&self, ctx: Context<'_>, object: &Object) -> Vec<Finding> {
         let mut findings = fields::unknown_fields(object);
         match object.typed_spec() {
-            Err(e) => findings.push(Finding::new(
-                Code::RG100,
-                &object.key,
-                FieldPath::new("spec"),
-                format!("cannot read the object: {}", lowercase_first(&source_text(&e))),
-            )),
+            Err(e) => {
+                let (path, message) = match e {
+                    ModelError::Shape { path, message, .. } => (path, message),
+                    other => (FieldPath::new("spec"), other.to_string()),
+                };
+                findings.push(Finding::new(Code::RG100, &object.key, path, format!("invalid value: {message}")));
+            }
             Ok(Spec::VirtualService(spec)) => findings.extend(routes::check_virtual_service(ctx, &object.key, &spec)),
             Ok(Spec::HttpRoute(spec)) => findings.extend(http_route::check_http_route(ctx, &object.key, &spec)),
             Ok(Spec::DestinationRule(spec)) => {
@@ -126,16 +126,4 @@ impl Engine {
     pub fn generate(&self, snapshot: &Snapshot) -> Vec<Object> {
         generate::desired(Context { policy: &self.policy, snapshot })
     }
-}
-
-fn source_text(e: &crate::model::ModelError) -> String {
-    match e {
-        crate::model::ModelError::Shape { source, .. } => source.to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
