@@ -1,13 +1,256 @@
 //! VirtualService rules: weights (RG101, RG102), subsets (RG103), hosts (RG104),
 //! mirrors (RG105) and matches (RG106).
 
-use crate::model::ObjectKey;
-use crate::model::istio::VirtualServiceSpec;
+mod matches;
+pub(super) mod weights;
 
-use super::{Context, Finding};
+use std::fmt::Write as _;
+
+use crate::model::istio::{Destination, HttpRoute, RouteDestination, VirtualServiceSpec};
+use crate::model::{FieldPath, ObjectKey};
+
+use super::{Action, Code, Context, Finding, Resolution, Severity, hosts};
+use matches::Matches;
+use weights::Weighted;
+
+/// How Istio counts route weights: a missing weight is 0 when there are several destinations.
+const ISTIO_WEIGHTS: Weighted = Weighted { item: "destination", missing: 0 };
 
 /// Every finding about a VirtualService on its own and against the snapshot.
 pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualServiceSpec) -> Vec<Finding> {
-    let _ = (ctx, key, spec);
-    Vec::new()
+    let domain = ctx.snapshot.domain();
+    // Resolving DestinationRules is the costly lookup, and a traffic split names the same host
+    // several times: resolve each host that is used with a subset once, up front.
+    let mut subset_hosts: Vec<String> = Vec::new();
+    for dest in destinations(spec) {
+        if !dest.host.is_empty() && dest.subset.as_deref().is_some_and(|s| !s.is_empty()) {
+            let host = hosts::qualify(&dest.host, &key.namespace, domain);
+            if !subset_hosts.contains(&host) {
+                subset_hosts.push(host);
+            }
+        }
+    }
+    let resolved: Vec<(&str, Option<Resolution<'_>>)> = subset_hosts
+        .iter()
+        .map(|host| (host.as_str(), ctx.snapshot.destination_rules(&key.namespace, host, None)))
+        .collect();
+
+    let mut check = Check { ctx, key, domain, resolved: &resolved, out: Vec::new() };
+    let mut matches = Matches::new();
+    let http = FieldPath::new("spec").key("http");
+    for (i, route) in spec.http.iter().enumerate() {
+        let at = http.index(i);
+        check.routes(&at.key("route"), &route.route);
+        check.mirrors(&at, route);
+        if !route.matches.is_empty() {
+            let base = at.key("match");
+            for (j, m) in route.matches.iter().enumerate() {
+                matches.check(&mut check.out, key, &base.index(j), m);
+            }
+        }
+    }
+    for (field, routes) in [("tcp", &spec.tcp), ("tls", &spec.tls)] {
+        let list = FieldPath::new("spec").key(field);
+        for (i, route) in routes.iter().enumerate() {
+            check.routes(&list.index(i).key("route"), &route.route);
+        }
+    }
+    check.out
 }
+
+/// Every route and mirror destination of a VirtualService.
+fn destinations(spec: &VirtualServiceSpec) -> impl Iterator<Item = &Destination> {
+    let http = spec.http.iter().flat_map(|r| {
+        let routes = r.route.iter().filter_map(|d| d.destination.as_ref());
+        routes.chain(r.mirror.iter()).chain(r.mirrors.iter().filter_map(|m| m.destination.as_ref()))
+    });
+    let l4 = spec.tcp.iter().chain(spec.tls.iter()).flat_map(|r| r.route.iter().filter_map(|d| d.destination.as_ref()));
+    http.chain(l4)
+}
+
+/// The state of one check: where findings go and what they are about.
+struct Check<'a> {
+    ctx: Context<'a>,
+    key: &'a ObjectKey,
+    domain: &'a str,
+    /// The DestinationRules of each host used with a subset, resolved once.
+    resolved: &'a [(&'a str, Option<Resolution<'a>>)],
+    out: Vec<Finding>,
+}
+
+impl Check<'_> {
+    fn push(&mut self, code: Code, path: FieldPath, message: String) {
+        self.out.push(Finding::new(code, self.key, path, message));
+    }
+
+    /// The weighted destinations of one http, tcp or tls route, at `list` (`spec.http[0].route`).
+    fn routes(&mut self, list: &FieldPath, route: &[RouteDestination]) {
+        let mode = self.ctx.policy.weights;
+        weights::check(&mut self.out, mode, self.key, list, ISTIO_WEIGHTS, route.iter().map(|d| d.weight));
+        for (j, entry) in route.iter().enumerate() {
+            let at = list.index(j).key("destination");
+            match &entry.destination {
+                Some(dest) if !dest.host.is_empty() => self.destination(&at, dest),
+                // Istio requires a destination with a host on every route entry.
+                Some(_) => self.push(
+                    Code::RG100,
+                    at.key("host"),
+                    format!("{} has no host, expected the host to send traffic to", list.index(j)),
+                ),
+                None => self.push(
+                    Code::RG100,
+                    at,
+                    format!("{} has no destination, expected a destination with a host", list.index(j)),
+                ),
+            }
+        }
+    }
+
+    /// RG105: `mirror`, `mirrors`, `mirrorPercentage` and the deprecated `mirrorPercent` of `spec.http[i]`.
+    fn mirrors(&mut self, at: &FieldPath, route: &HttpRoute) {
+        if let Some(mirror) = &route.mirror {
+            let path = at.key("mirror");
+            if !route.mirrors.is_empty() {
+                self.push(
+                    Code::RG105,
+                    path.clone(),
+                    format!("{at} sets both mirror and mirrors, expected only one (move mirror into mirrors)"),
+                );
+            }
+            if mirror.host.is_empty() {
+                self.push(Code::RG105, path.key("host"), format!("mirror of {at} has no host, expected a host"));
+            } else {
+                self.destination(&path, mirror);
+            }
+        }
+        if let Some(percent) = &route.mirror_percentage {
+            self.percentage(at.key("mirrorPercentage").key("value"), "mirrorPercentage.value", percent.value);
+        }
+        if let Some(percent) = route.mirror_percent {
+            let path = at.key("mirrorPercent");
+            if (0.0..=100.0).contains(&percent) {
+                self.out.push(
+                    Finding::new(
+                        Code::RG105,
+                        self.key,
+                        path,
+                        format!("mirrorPercent is deprecated, expected mirrorPercentage: {{value: {percent}}} instead"),
+                    )
+                    .with_severity(Severity::Warning),
+                );
+            } else {
+                self.push(
+                    Code::RG105,
+                    path,
+                    format!(
+                        "mirrorPercent is {percent}, expected a value from 0 to 100 \
+                         (mirrorPercent is deprecated, use mirrorPercentage)"
+                    ),
+                );
+            }
+        }
+        if route.mirrors.is_empty() {
+            return;
+        }
+        let list = at.key("mirrors");
+        for (k, mirror) in route.mirrors.iter().enumerate() {
+            let entry = list.index(k);
+            match &mirror.destination {
+                Some(dest) if !dest.host.is_empty() => self.destination(&entry.key("destination"), dest),
+                Some(_) => self.push(
+                    Code::RG105,
+                    entry.key("destination").key("host"),
+                    format!("mirror {entry} has no host, expected a destination host"),
+                ),
+                None => self.push(
+                    Code::RG105,
+                    entry.key("destination"),
+                    format!("mirror {entry} has no destination, expected a destination with a host"),
+                ),
+            }
+            if let Some(percent) = &mirror.percentage {
+                self.percentage(entry.key("percentage").key("value"), "percentage.value", percent.value);
+            }
+        }
+    }
+
+    /// RG105: a mirror percentage outside 0..=100.
+    fn percentage(&mut self, path: FieldPath, field: &str, value: f64) {
+        if !(0.0..=100.0).contains(&value) {
+            self.push(Code::RG105, path, format!("{field} is {value}, expected a value from 0 to 100"));
+        }
+    }
+
+    /// RG103 and RG104 for one route or mirror destination with a host, at `at` (`...route[0].destination`).
+    fn destination(&mut self, at: &FieldPath, dest: &Destination) {
+        let namespace = self.key.namespace.as_str();
+        let host = hosts::qualify(&dest.host, namespace, self.domain);
+        // Wildcards are patterns, not hosts a Service or ServiceEntry could be looked up by.
+        if self.ctx.policy.missing_host != Action::Off
+            && hosts::is_cluster_local(&host, self.domain)
+            && !host.contains('*')
+            && !self.ctx.snapshot.host_exists(&host)
+        {
+            let expected = match hosts::split_service_host(&host, self.domain) {
+                Some((name, ns)) => format!("expected service {name} in namespace {ns} or a serviceentry for it"),
+                None => "expected a service or serviceentry for it".to_string(),
+            };
+            self.push(
+                Code::RG104,
+                at.key("host"),
+                format!("host {host} matches no service and no serviceentry; {expected}"),
+            );
+        }
+        if let Some(subset) = dest.subset.as_deref().filter(|s| !s.is_empty()) {
+            self.subset(at, &host, subset);
+        }
+    }
+
+    /// RG103: `subset` of `host` (the destination at `at`) must be defined by a DestinationRule
+    /// visible from the route.
+    fn subset(&mut self, at: &FieldPath, host: &str, subset: &str) {
+        let namespace = self.key.namespace.as_str();
+        let fresh;
+        let resolution = match self.resolved.iter().find(|(h, _)| *h == host) {
+            Some((_, resolution)) => resolution.as_ref(),
+            // Every host with a subset is resolved up front; this only guards against a miss.
+            None => {
+                fresh = self.ctx.snapshot.destination_rules(namespace, host, None);
+                fresh.as_ref()
+            }
+        };
+        let why = match resolution {
+            Some(resolution) if resolution.subset(subset).is_some() => return,
+            Some(resolution) => {
+                let mut rules = String::new();
+                for (n, (rule, _)) in resolution.rules.iter().enumerate() {
+                    let sep = if n == 0 { "" } else { ", " };
+                    let _ = write!(rules, "{sep}{}/{}", rule.namespace, rule.name);
+                }
+                // Merged DestinationRules may define a subset twice (RG202); name it once.
+                let mut names: Vec<&str> = Vec::new();
+                for s in resolution.subsets() {
+                    if !names.contains(&s.name.as_str()) {
+                        names.push(&s.name);
+                    }
+                }
+                let defined = names.join(", ");
+                let (noun, verb) = if resolution.rules.len() == 1 {
+                    ("destinationrule", "defines")
+                } else {
+                    ("destinationrules", "define")
+                };
+                if defined.is_empty() {
+                    format!("{noun} {rules} {verb} no subsets")
+                } else {
+                    format!("{noun} {rules} {verb} {defined}")
+                }
+            }
+            None => format!("no destinationrule for {host} is visible from namespace {namespace}"),
+        };
+        self.push(Code::RG103, at.key("subset"), format!("subset \"{subset}\" of host {host} is not defined; {why}"));
+    }
+}
+
+#[cfg(test)]
+mod tests;
