@@ -215,13 +215,13 @@ impl Object {
         match self.raw.get("spec") {
             None | Some(Value::Null) => Ok(T::default()),
             // serde would read a list into a struct by position; a spec is a map.
-            Some(Value::Object(_)) => {
-                let spec = self.raw.get("spec").unwrap_or(&Value::Null);
+            Some(spec @ Value::Object(_)) => T::deserialize(spec).or_else(|_| {
+                // Only a failure pays for tracking the path of the bad field.
                 serde_path_to_error::deserialize(spec).map_err(|e| {
                     let path = field_path("spec", e.path());
                     shape(path, e.into_inner().to_string())
                 })
-            }
+            }),
             Some(other) => Err(shape(FieldPath::new("spec"), format!("expected a map, found {}", json_type(other)))),
         }
     }

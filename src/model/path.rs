@@ -22,14 +22,22 @@ impl FieldPath {
 
     /// This path followed by a map key.
     pub fn key(&self, key: &str) -> FieldPath {
-        let mut s = self.0.clone();
+        let mut s = String::with_capacity(self.0.len() + key.len() + 5);
+        s.push_str(&self.0);
         push_key(&mut s, key);
         FieldPath(s)
     }
 
     /// This path followed by a list index.
     pub fn index(&self, index: usize) -> FieldPath {
-        FieldPath(format!("{}[{index}]", self.0))
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(self.0.len() + 6);
+        s.push_str(&self.0);
+        s.push('[');
+        // Writing a number into a String cannot fail.
+        let _ = write!(s, "{index}");
+        s.push(']');
+        FieldPath(s)
     }
 
     pub fn as_str(&self) -> &str {
@@ -59,8 +67,8 @@ impl FieldPath {
 /// Appends a map key to a path string.
 pub fn push_key(path: &mut String, key: &str) {
     let plain = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
-        && !key.starts_with(|c: char| c.is_ascii_digit());
+        && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'$')
+        && !key.as_bytes()[0].is_ascii_digit();
     if plain {
         if !path.is_empty() {
             path.push('.');

@@ -63,35 +63,54 @@ pub fn unknown_fields(object: &Object) -> Vec<Finding> {
         }
     }
     if let Some(spec) = object.raw.get("spec") {
-        walk(object, spec, spec_schema, FieldPath::new("spec"), &mut findings);
+        let mut trail = vec![Step::Key("spec")];
+        walk(object, spec, spec_schema, &mut trail, &mut findings);
     }
     findings
 }
 
-fn walk(object: &Object, value: &Value, schema: &Known, path: FieldPath, out: &mut Vec<Finding>) {
+/// One step of the way down to a field; the path string is only built for a finding.
+#[derive(Debug, Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn path_of(trail: &[Step<'_>]) -> FieldPath {
+    trail.iter().fold(FieldPath::root(), |p, step| match step {
+        Step::Key(k) => p.key(k),
+        Step::Index(i) => p.index(*i),
+    })
+}
+
+fn walk<'a>(object: &Object, value: &'a Value, schema: &Known, trail: &mut Vec<Step<'a>>, out: &mut Vec<Finding>) {
     if schema.open {
         return;
     }
     match value {
         Value::Object(map) => {
             for (key, child) in map {
+                trail.push(Step::Key(key));
                 if ALIASES.contains(&key.as_str()) {
                     let hint = suggest(key, std::iter::once(key.as_str()));
-                    out.push(finding(object, path.key(key), key, hint));
+                    out.push(finding(object, path_of(trail), key, hint));
                 } else if let Some(field) = schema.fields.get(key) {
-                    walk(object, child, field, path.key(key), out);
+                    walk(object, child, field, trail, out);
                 } else if let Some(values) = &schema.values {
-                    walk(object, child, values, path.key(key), out);
+                    walk(object, child, values, trail, out);
                 } else if !schema.fields.is_empty() {
                     let hint = suggest(key, schema.fields.keys().map(String::as_str));
-                    out.push(finding(object, path.key(key), key, hint));
+                    out.push(finding(object, path_of(trail), key, hint));
                 }
+                trail.pop();
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = &schema.items {
                 for (i, item) in items.iter().enumerate() {
-                    walk(object, item, item_schema, path.index(i), out);
+                    trail.push(Step::Index(i));
+                    walk(object, item, item_schema, trail, out);
+                    trail.pop();
                 }
             }
         }
@@ -105,7 +124,10 @@ fn finding(object: &Object, path: FieldPath, key: &str, hint: Option<String>) ->
     } else if object.kind() == Kind::HttpRoute {
         format!("unknown field {key:?} is not part of the httproute schema")
     } else {
-        format!("unknown field {key:?} is not in the {} schema; istio ignores it", object.kind().as_str().to_ascii_lowercase())
+        format!(
+            "unknown field {key:?} is not in the {} schema; istio ignores it",
+            object.kind().as_str().to_ascii_lowercase()
+        )
     };
     if let Some(hint) = hint {
         message.push_str(&format!("; did you mean {hint:?}?"));

@@ -3,11 +3,16 @@
 /// Expands a host written in an object of namespace `namespace`: a dot-free
 /// name becomes `<name>.<namespace>.svc.<domain>`; anything else is literal.
 pub fn qualify(host: &str, namespace: &str, domain: &str) -> String {
-    if host.contains('.') || host.contains('*') || host.is_empty() {
-        host.to_ascii_lowercase()
-    } else {
-        format!("{}.{namespace}.svc.{domain}", host.to_ascii_lowercase())
+    let mut out = String::with_capacity(host.len() + namespace.len() + domain.len() + 6);
+    out.push_str(host);
+    out.make_ascii_lowercase();
+    if !(host.contains('.') || host.contains('*') || host.is_empty()) {
+        out.push('.');
+        out.push_str(namespace);
+        out.push_str(".svc.");
+        out.push_str(domain);
     }
+    out
 }
 
 /// The FQDN of Service `name` in `namespace`.

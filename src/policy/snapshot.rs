@@ -278,42 +278,38 @@ impl Snapshot {
     ) -> Option<Resolution<'a>> {
         // Candidates as (host pattern, key, spec), with the pending change applied.
         let mut candidates: Vec<(&str, &'a ObjectKey, &'a DestinationRuleSpec)> = Vec::new();
-        let mut consider = |pattern: &str, key: &'a ObjectKey, spec: &'a DestinationRuleSpec| {
-            // A DestinationRule is always visible in its own namespace.
-            if namespace == from || hosts::exported_to(&spec.export_to, namespace, from) {
-                candidates.push((if pattern.starts_with('*') { "*" } else { "" }, key, spec));
-            }
-        };
+        // A DestinationRule is always visible in its own namespace.
+        let visible =
+            |spec: &DestinationRuleSpec| namespace == from || hosts::exported_to(&spec.export_to, namespace, from);
         let skip = change.map(|c| c.key);
         if let Some(rules) = self.rules.get(namespace) {
-            let exact = rules.exact.get(host).into_iter().flatten();
-            let wild = rules.wildcard.iter().filter(|(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
-            for key in exact.chain(wild) {
-                if Some(key) == skip {
-                    continue;
-                }
-                if let Some(spec) = self.entries.get(key).and_then(Entry::destination_rule) {
-                    consider(&hosts::qualify(&spec.host, namespace, &self.domain), key, spec);
+            let exact = rules.exact.get_key_value(host).into_iter();
+            let wild = rules.wildcard.iter().filter(|(p, _)| hosts::covers(p, host));
+            for (pattern, keys) in exact.chain(wild) {
+                for key in keys.iter().filter(|k| Some(*k) != skip) {
+                    if let Some(spec) = self.entries.get(key).and_then(Entry::destination_rule).filter(|s| visible(s)) {
+                        candidates.push((pattern.as_str(), key, spec));
+                    }
                 }
             }
         }
-        if let Some(RuleChange { key, replacement: Some(spec) }) = change {
-            let pattern = hosts::qualify(&spec.host, &key.namespace, &self.domain);
-            if key.namespace == namespace && hosts::covers(&pattern, host) {
-                consider(&pattern, key, spec);
+        let replacement_pattern = match change {
+            Some(RuleChange { key, replacement: Some(spec) }) if key.namespace == namespace => {
+                Some((hosts::qualify(&spec.host, namespace, &self.domain), key, spec))
             }
-        }
-        if candidates.is_empty() {
-            return None;
+            _ => None,
+        };
+        if let Some((pattern, key, spec)) = &replacement_pattern
+            && hosts::covers(pattern, host)
+            && visible(spec)
+        {
+            candidates.push((pattern.as_str(), key, spec));
         }
         // Exact hosts win over wildcards; among wildcards the most specific wins.
-        let best = |spec: &DestinationRuleSpec| {
-            let p = hosts::qualify(&spec.host, namespace, &self.domain);
-            if p.starts_with('*') { p.len() } else { usize::MAX }
-        };
-        let top = candidates.iter().map(|(_, _, s)| best(s)).max().unwrap_or(0);
+        let specificity = |pattern: &str| if pattern.starts_with('*') { pattern.len() } else { usize::MAX };
+        let top = candidates.iter().map(|(p, _, _)| specificity(p)).max()?;
         let mut rules: Vec<(&ObjectKey, &DestinationRuleSpec)> =
-            candidates.into_iter().filter(|(_, _, s)| best(s) == top).map(|(_, k, s)| (k, s)).collect();
+            candidates.into_iter().filter(|(p, _, _)| specificity(p) == top).map(|(_, k, s)| (k, s)).collect();
         rules.sort_by(|a, b| a.0.cmp(b.0));
         Some(Resolution { namespace, rules })
     }
