@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// How long to keep serving after SIGTERM before draining (lets endpoints update).
     #[arg(long, env = "ROUTEGUARD_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
+    /// After the shutdown delay, how long in-flight requests may take before connections are closed.
+    #[arg(long, env = "ROUTEGUARD_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
     /// How often to look for a changed certificate or key.
     #[arg(long, env = "ROUTEGUARD_CERT_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub cert_reload_interval: Duration,

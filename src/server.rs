@@ -1,9 +1,235 @@
 //! The HTTPS admission server (`routeguard serve`).
+//!
+//! [`run`] is the edge: logging, the runtime, the policy and snapshot, the
+//! certificates (generated when none are given), SIGTERM. [`serve`] is the
+//! server itself, with the shutdown signal injected so tests can drive it:
+//! the admission router over TLS ([`app::admission_router`]), the admin
+//! router over plain HTTP ([`app::admin_router`]) and the certificate poller
+//! ([`reload`]).
 
+pub mod accept;
+pub mod app;
+pub mod certs;
+pub mod logging;
+pub mod memory;
+pub mod metrics;
+pub mod reload;
+pub mod tls;
+
+use std::future::{Future, IntoFuture as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+
+use crate::admission::{Admission, SharedSnapshot};
+use crate::check;
 use crate::cli::ServeArgs;
+use crate::policy::Engine;
 
-/// Runs the webhook until SIGTERM.
+use self::accept::TlsOnly;
+use self::app::AppState;
+use self::metrics::Metrics;
+use self::tls::{KeyPairFiles, Reloadable, TlsError};
+
+/// Everything [`serve`] needs, resolved from the command line.
+#[derive(Debug)]
+pub struct Settings {
+    pub admission: Admission,
+    /// The HTTPS admission address (port 0 picks one).
+    pub addr: SocketAddr,
+    /// The plain-HTTP admin address.
+    pub admin_addr: SocketAddr,
+    pub tls: KeyPairFiles,
+    /// CA bundle that client certificates must chain to; none means no client certificates.
+    pub client_ca: Option<PathBuf>,
+    pub reload_interval: Duration,
+    /// How long to keep serving after the shutdown signal, `/readyz` answering 503.
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests may take once draining starts.
+    pub drain_timeout: Duration,
+}
+
+/// The addresses the server listens on (useful when the ports were 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+/// Why the server could not start or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTPS server stopped: {0}")]
+    Stopped(String),
+}
+
+/// Runs `routeguard serve` until SIGTERM or SIGINT, then drains and returns.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("serve is not built yet")
+    logging::init(args.log_format);
+    tls::install_default_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("routeguard")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let settings = settings(&args)?;
+        serve(settings, shutdown_signal(), |bound| {
+            tracing::info!(
+                "listening: admission https://{} (POST /validate, /mutate), admin http://{} (/livez, /readyz, /metrics)",
+                bound.addr,
+                bound.admin_addr
+            );
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+/// Loads the policy and snapshot and finds (or generates) the certificate.
+fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let policy = check::load_policy(args.policy.as_deref())?;
+    let engine = Engine::new(policy);
+    let snapshot = check::snapshot_from_paths(&engine, &args.objects, &args.namespace)
+        .with_context(|| format!("cannot load the snapshot from {:?}", args.objects))?;
+    tracing::info!(objects = snapshot.len(), paths = ?args.objects, "snapshot loaded");
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => KeyPairFiles { cert: cert.clone(), key: key.clone() },
+        (None, None) => {
+            let generated = certs::generate_into(&args.cert_dir, &args.service_name, &args.service_namespace)?;
+            let names = certs::serving_names(&args.service_name, &args.service_namespace).join(", ");
+            println!(
+                "routeguard: generated a CA and a serving certificate for {names}\nrouteguard: clients trust {}",
+                generated.ca.display()
+            );
+            KeyPairFiles { cert: generated.cert, key: generated.key }
+        }
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let admission = Admission::new(engine, Arc::new(SharedSnapshot::new(snapshot)));
+    memory::release_free_memory();
+    Ok(Settings {
+        admission,
+        addr: args.addr,
+        admin_addr: args.admin_addr,
+        tls,
+        client_ca: args.client_ca.clone(),
+        reload_interval: args.cert_reload_interval,
+        shutdown_delay: args.shutdown_delay,
+        drain_timeout: args.drain_timeout,
+    })
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Serves until `shutdown` resolves; then `/readyz` answers 503 at once, the
+/// server keeps serving for the shutdown delay, drains in-flight requests and
+/// returns. `on_bound` learns the addresses once both ports listen.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send,
+    on_bound: impl FnOnce(Bound) + Send,
+) -> Result<(), ServeError> {
+    tls::install_default_provider();
+    let metrics = Arc::new(Metrics::default());
+    let loaded = tls::load_files(&settings.tls)?;
+    metrics.set_cert_not_after(loaded.not_after);
+    let resolver = Arc::new(Reloadable::new(loaded.key.clone()));
+    let config = tls::server_config(resolver.clone(), settings.client_ca.as_deref())?;
+    let state = AppState { admission: settings.admission, metrics: metrics.clone(), readiness: Arc::default() };
+
+    let bind_error = |addr| move |source| ServeError::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(settings.addr).map_err(bind_error(settings.addr))?;
+    listener.set_nonblocking(true).map_err(bind_error(settings.addr))?;
+    let admin_listener =
+        tokio::net::TcpListener::bind(settings.admin_addr).await.map_err(bind_error(settings.admin_addr))?;
+    let bound = Bound {
+        addr: listener.local_addr().map_err(bind_error(settings.addr))?,
+        admin_addr: admin_listener.local_addr().map_err(bind_error(settings.admin_addr))?,
+    };
+
+    let handle = axum_server::Handle::new();
+    let acceptor =
+        RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(config))).acceptor(TlsOnly::new(metrics.clone()));
+    let https = axum_server::from_tcp(listener)
+        .map_err(bind_error(bound.addr))?
+        .acceptor(acceptor)
+        .handle(handle.clone())
+        .serve(app::admission_router(state.clone()).into_make_service());
+    let mut https = tokio::spawn(https);
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = axum::serve(admin_listener, app::admin_router(state.clone())).with_graceful_shutdown(async {
+        let _ = admin_stopped.await;
+    });
+    let admin = tokio::spawn(admin.into_future());
+    let reloader =
+        tokio::spawn(reload::poll(settings.tls.clone(), resolver, loaded, settings.reload_interval, metrics.clone()));
+    on_bound(bound);
+
+    tokio::select! {
+        () = shutdown => {}
+        stopped = &mut https => {
+            reloader.abort();
+            let _ = stop_admin.send(());
+            let why = match stopped {
+                Ok(Ok(())) => "it returned".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(ServeError::Stopped(why));
+        }
+    }
+    state.readiness.drain();
+    tracing::info!(
+        delay_ms = settings.shutdown_delay.as_millis() as u64,
+        "shutting down: /readyz answers 503; still serving until the delay is over"
+    );
+    tokio::time::sleep(settings.shutdown_delay).await;
+    tracing::info!(
+        connections = handle.connection_count(),
+        timeout_ms = settings.drain_timeout.as_millis() as u64,
+        "draining in-flight requests"
+    );
+    handle.graceful_shutdown(Some(settings.drain_timeout));
+    let served = https.await;
+    reloader.abort();
+    let _ = stop_admin.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
+    match served {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ServeError::Stopped(e.to_string())),
+        Err(e) => Err(ServeError::Stopped(e.to_string())),
+    }
 }

@@ -1,0 +1,111 @@
+//! Admission: an `admission.k8s.io/v1` AdmissionReview in, an AdmissionReview out.
+//!
+//! Pure and synchronous: [`decode`] reads the request body, [`decide`] asks the
+//! policy [`Engine`](crate::policy::Engine) about the change against one
+//! consistent [`Snapshot`](crate::policy::Snapshot) from a [`SnapshotSource`],
+//! and [`encode`] writes the response (a denial with every error finding, the
+//! warnings, the JSON Patch of the mutating endpoint). No I/O happens here; the
+//! [`server`](crate::server) moves bytes and logs the [`Summary`].
+
+pub mod decide;
+pub mod decode;
+pub mod encode;
+pub mod source;
+
+use std::sync::Arc;
+
+use crate::policy::{Code, Engine};
+
+pub use decide::{Decision, Verdict};
+pub use decode::{AdmissionError, Request};
+pub use source::{SharedSnapshot, SnapshotSource};
+
+/// The two webhook endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /validate`: allow or deny, with warnings.
+    Validate,
+    /// `POST /mutate`: a JSON Patch for Deployments (version labels).
+    Mutate,
+}
+
+impl Endpoint {
+    /// `validate` or `mutate`, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// What one admission request was and what was decided, for the log line and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub uid: String,
+    /// The request's kind (`VirtualService`, or whatever kind an unhandled request named).
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
+    pub operation: &'static str,
+    pub decision: Decision,
+    /// The codes of every finding (errors, warnings and infos), in order.
+    pub codes: Vec<Code>,
+    pub dry_run: bool,
+    /// Why the request was not looked at, for unhandled requests.
+    pub note: Option<String>,
+}
+
+/// A reviewed request: the AdmissionReview to send back and what to log.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    /// The response AdmissionReview, serialized.
+    pub body: Vec<u8>,
+    pub summary: Summary,
+}
+
+/// The policy engine and the snapshot it judges against: what both endpoints call.
+#[derive(Clone)]
+pub struct Admission {
+    engine: Arc<Engine>,
+    snapshots: Arc<dyn SnapshotSource>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission").field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+impl Admission {
+    /// An admission handler over an engine and a snapshot source.
+    pub fn new(engine: Engine, snapshots: Arc<dyn SnapshotSource>) -> Admission {
+        Admission { engine: Arc::new(engine), snapshots }
+    }
+
+    /// The engine (and through it the policy).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The snapshot source.
+    pub fn snapshots(&self) -> &Arc<dyn SnapshotSource> {
+        &self.snapshots
+    }
+
+    /// Reviews one request body. An error means the body is not a usable
+    /// AdmissionReview (the server answers 400); every decision, a denial
+    /// included, is `Ok`.
+    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Reviewed, AdmissionError> {
+        let request = decode::decode(body)?;
+        // One snapshot per request, so a swap in the middle cannot mix two states.
+        let snapshot = self.snapshots.current();
+        let verdict = decide::decide(&self.engine, &snapshot, endpoint, &request);
+        let body = encode::encode(&request, &verdict)?;
+        Ok(Reviewed { body, summary: verdict.summary(&request) })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! What to answer: the request handed to the policy engine.
+
+use crate::model::{Kind, ObjectKey};
+use crate::policy::{Change, Engine, Finding, Operation, Severity, Snapshot};
+
+use super::decode::{Request, Target};
+use super::{Endpoint, Summary};
+
+/// The outcome of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Allowed as it is (warnings may come with it).
+    Allowed,
+    /// Allowed with a JSON Patch (the mutating endpoint).
+    Patched,
+    /// Denied: at least one error finding.
+    Denied,
+    /// A kind, subresource or operation routeguard does not look at: allowed.
+    Unhandled,
+}
+
+impl Decision {
+    /// `allowed`, `patched`, `denied` or `unhandled`, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Patched => "patched",
+            Decision::Denied => "denied",
+            Decision::Unhandled => "unhandled",
+        }
+    }
+
+    /// Whether the request may go ahead.
+    pub fn is_allowed(self) -> bool {
+        self != Decision::Denied
+    }
+}
+
+/// The decision with everything the response and the log line need.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// The object judged (the old one for a DELETE), if any.
+    pub key: Option<ObjectKey>,
+    /// Every finding, the policy's severities and exemptions applied.
+    pub findings: Vec<Finding>,
+    /// The JSON Patch to return (only with [`Decision::Patched`]).
+    pub patch: Option<json_patch::Patch>,
+    /// Why the request was not looked at ([`Decision::Unhandled`]).
+    pub note: Option<String>,
+}
+
+impl Verdict {
+    fn unhandled(note: String) -> Verdict {
+        Verdict { decision: Decision::Unhandled, key: None, findings: Vec::new(), patch: None, note: Some(note) }
+    }
+
+    /// The error findings (the reasons of a denial).
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.is_error())
+    }
+
+    /// The warning findings (sent as `response.warnings`).
+    pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity == Severity::Warning)
+    }
+
+    /// The log and metrics view of this verdict for `request`.
+    pub fn summary(&self, request: &Request) -> Summary {
+        let (namespace, name) = match &self.key {
+            Some(key) => (key.namespace.clone(), key.name.clone()),
+            None => (request.namespace.clone(), request.name.clone()),
+        };
+        Summary {
+            uid: request.uid.clone(),
+            kind: request.kind.kind.clone(),
+            namespace,
+            name,
+            operation: request.operation.as_str(),
+            decision: self.decision,
+            codes: self.findings.iter().map(|f| f.code).collect(),
+            dry_run: request.dry_run,
+            note: self.note.clone(),
+        }
+    }
+}
+
+/// Judges one decoded request against one snapshot.
+pub fn decide(engine: &Engine, snapshot: &Snapshot, endpoint: Endpoint, request: &Request) -> Verdict {
+    let (kind, object, old) = match &request.target {
+        Target::Handled { kind, object, old } => (*kind, object.as_ref(), old.as_ref()),
+        Target::Unhandled(note) => return Verdict::unhandled(note.clone()),
+    };
+    let key = object.or(old).map(|o| o.key.clone());
+    let user = request.user.as_deref();
+    let (findings, patch) = match endpoint {
+        Endpoint::Validate => {
+            let change = Change { operation: request.operation, object, old, user };
+            (engine.validate(snapshot, &change), None)
+        }
+        Endpoint::Mutate => match (kind, request.operation, object) {
+            (Kind::Deployment, Operation::Create | Operation::Update, Some(object)) => {
+                let mutation = engine.mutate(object, old);
+                let findings = engine.policy().apply(mutation.findings, user);
+                (findings, Some(mutation.patch).filter(|p| !p.0.is_empty()))
+            }
+            _ => (Vec::new(), None),
+        },
+    };
+    let decision = if findings.iter().any(Finding::is_error) {
+        Decision::Denied
+    } else if patch.is_some() {
+        Decision::Patched
+    } else {
+        Decision::Allowed
+    };
+    let patch = if decision == Decision::Patched { patch } else { None };
+    Verdict { decision, key, findings, patch, note: None }
+}

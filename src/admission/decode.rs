@@ -1,0 +1,272 @@
+//! Reading an AdmissionReview body into a [`Request`].
+//!
+//! The envelope is read with kube's request types (`GroupVersionKind`,
+//! `GroupVersionResource`, `Operation`, `UserInfo`), but `object` and
+//! `oldObject` stay plain JSON: the JSON Patch of the mutating endpoint must be
+//! computed against the object exactly as the API server sent it, and nothing
+//! of it may be lost to a typed round trip. One pass over the bytes, no
+//! `serde(flatten)` buffering.
+
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube::core::admission::Operation as WireOperation;
+use kube::core::{GroupVersionKind, GroupVersionResource};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::model::{Kind, ModelError, Object};
+use crate::policy::Operation;
+
+/// The only AdmissionReview version routeguard speaks (configure the webhook
+/// with `admissionReviewVersions: ["v1"]`).
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// The `kind` of the envelope.
+pub const KIND: &str = "AdmissionReview";
+
+/// A body that is not a usable AdmissionReview (the server answers 400), or a
+/// response that could not be written (500).
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("not an AdmissionReview: {0}")]
+    NotAReview(String),
+    #[error("unsupported apiVersion {found:?}, expected {API_VERSION:?}")]
+    ApiVersion { found: String },
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("request {uid}: {operation} of {kind} has no {field}")]
+    NoObject { uid: String, operation: &'static str, kind: Kind, field: &'static str },
+    #[error("request {uid}: {field}: {message}")]
+    BadObject { uid: String, field: &'static str, message: String },
+    #[error("cannot encode the AdmissionReview response: {0}")]
+    Encode(String),
+}
+
+impl AdmissionError {
+    /// A stable machine-readable reason, for the error body and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AdmissionError::MalformedJson(_) => "MalformedJSON",
+            AdmissionError::NotAReview(_) => "NotAnAdmissionReview",
+            AdmissionError::ApiVersion { .. } => "UnsupportedAPIVersion",
+            AdmissionError::NoRequest => "NoRequest",
+            AdmissionError::NoObject { .. } => "NoObject",
+            AdmissionError::BadObject { .. } => "BadObject",
+            AdmissionError::Encode(_) => "EncodeFailed",
+        }
+    }
+
+    /// True when the request was at fault (400), false for our own failure (500).
+    pub fn is_bad_request(&self) -> bool {
+        !matches!(self, AdmissionError::Encode(_))
+    }
+}
+
+/// What is being admitted.
+// One per request, never stored in bulk: boxing the larger variant buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A kind the policy handles, with the objects its operation carries.
+    Handled {
+        kind: Kind,
+        /// The new object (CREATE, UPDATE).
+        object: Option<Object>,
+        /// The object as it was (UPDATE, DELETE).
+        old: Option<Object>,
+    },
+    /// Anything else: allowed without a look, for the reason given.
+    Unhandled(String),
+}
+
+/// One decoded admission request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub uid: String,
+    /// The kind of the object, as the API server names it.
+    pub kind: GroupVersionKind,
+    pub namespace: String,
+    pub name: String,
+    pub operation: Operation,
+    /// `userInfo.username`, for the policy's `exemptUsers`.
+    pub user: Option<String>,
+    /// A dry run: same decision, no side effects.
+    pub dry_run: bool,
+    pub target: Target,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, borrow)]
+    request: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: WireOperation,
+    #[serde(default)]
+    user_info: Option<UserInfo>,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    old_object: Option<Value>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+/// Reads an AdmissionReview `admission.k8s.io/v1` body.
+pub fn decode(body: &[u8]) -> Result<Request, AdmissionError> {
+    // serde reads a struct from an array too; an AdmissionReview is an object.
+    let not_object = || body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{');
+    let envelope: Envelope<'_> = match serde_json::from_slice(body) {
+        Ok(envelope) if !not_object() => envelope,
+        Ok(_) => return Err(AdmissionError::NotAReview("expected a JSON object".to_string())),
+        Err(e) => match json_error(&e, "") {
+            AdmissionError::NotAReview(_) if not_object() => {
+                return Err(AdmissionError::NotAReview("expected a JSON object".to_string()));
+            }
+            other => return Err(other),
+        },
+    };
+    match envelope.kind.as_deref() {
+        Some(KIND) => {}
+        Some(other) => return Err(AdmissionError::NotAReview(format!("kind is {other:?}, expected {KIND:?}"))),
+        None => return Err(AdmissionError::NotAReview(format!("no kind, expected {KIND:?}"))),
+    }
+    match envelope.api_version.as_deref() {
+        Some(API_VERSION) => {}
+        found => return Err(AdmissionError::ApiVersion { found: found.unwrap_or_default().to_string() }),
+    }
+    let raw = envelope.request.ok_or(AdmissionError::NoRequest)?;
+    let wire: WireRequest = serde_json::from_str(raw.get()).map_err(|e| json_error(&e, "request: "))?;
+    if wire.uid.is_empty() {
+        return Err(AdmissionError::NotAReview("request.uid is empty".to_string()));
+    }
+    request(wire)
+}
+
+fn json_error(e: &serde_json::Error, context: &str) -> AdmissionError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => AdmissionError::MalformedJson(e.to_string()),
+        Category::Data => AdmissionError::NotAReview(format!("{context}{e}")),
+    }
+}
+
+fn operation(op: &WireOperation) -> Operation {
+    match op {
+        WireOperation::Create => Operation::Create,
+        WireOperation::Update => Operation::Update,
+        WireOperation::Delete => Operation::Delete,
+        WireOperation::Connect => Operation::Connect,
+    }
+}
+
+fn request(wire: WireRequest) -> Result<Request, AdmissionError> {
+    let operation = operation(&wire.operation);
+    let namespace = wire.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string());
+    let user = wire.user_info.as_ref().and_then(|u| u.username.clone());
+    let mut request = Request {
+        uid: wire.uid.clone(),
+        kind: wire.kind.clone(),
+        namespace,
+        name: wire.name.clone().unwrap_or_default(),
+        operation,
+        user,
+        dry_run: wire.dry_run.unwrap_or(false),
+        target: Target::Unhandled(String::new()),
+    };
+    request.target = target(&request, wire)?;
+    Ok(request)
+}
+
+fn target(request: &Request, wire: WireRequest) -> Result<Target, AdmissionError> {
+    let resource = &wire.resource;
+    let Some(kind) = Kind::from_resource(&resource.group, &resource.resource) else {
+        let group = if resource.group.is_empty() { "core" } else { resource.group.as_str() };
+        return Ok(Target::Unhandled(format!("resource {}.{group} is not handled", resource.resource)));
+    };
+    if let Some(sub) = wire.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+        return Ok(Target::Unhandled(format!("subresource {}/{sub} is not handled", resource.resource)));
+    }
+    let (needs_object, needs_old) = match request.operation {
+        Operation::Create => (true, false),
+        Operation::Update => (true, true),
+        Operation::Delete => (false, true),
+        Operation::Connect => return Ok(Target::Unhandled("CONNECT is not checked".to_string())),
+    };
+    let missing = |field| AdmissionError::NoObject {
+        uid: request.uid.clone(),
+        operation: request.operation.as_str(),
+        kind,
+        field,
+    };
+    let object = match (needs_object, wire.object) {
+        (true, None) => return Err(missing("object")),
+        (true, Some(raw)) => Some(read_object(request, kind, raw, "object")?),
+        (false, _) => None,
+    };
+    let old = match (needs_old, wire.old_object) {
+        (true, None) => return Err(missing("oldObject")),
+        (true, Some(raw)) => Some(read_object(request, kind, raw, "oldObject")?),
+        (false, _) => None,
+    };
+    Ok(Target::Handled { kind, object, old })
+}
+
+/// Reads `object` or `oldObject`; its kind must be the request's. An object
+/// created with `generateName` has no name yet: the request's name, or the
+/// prefix, stands in.
+fn read_object(request: &Request, kind: Kind, raw: Value, field: &'static str) -> Result<Object, AdmissionError> {
+    let bad = |message: String| AdmissionError::BadObject { uid: request.uid.clone(), field, message };
+    let has_name = raw.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let object = if has_name {
+        Object::from_value(raw, &request.namespace)
+    } else {
+        let stand_in = stand_in_name(request, &raw);
+        let mut probe = raw.clone();
+        if let Some(meta) =
+            probe.as_object_mut().map(|m| m.entry("metadata").or_insert_with(|| Value::Object(Default::default())))
+            && let Some(meta) = meta.as_object_mut()
+        {
+            meta.insert("name".to_string(), Value::String(stand_in));
+        }
+        Object::from_value(probe, &request.namespace).map(|o| Object { key: o.key, raw })
+    };
+    let object = object.map_err(|e| match e {
+        ModelError::UnknownKind { api_version, kind: found } => {
+            bad(format!("{found} ({api_version}) does not match the request's resource, expected a {kind}"))
+        }
+        other => bad(other.to_string()),
+    })?;
+    if object.kind() != kind {
+        return Err(bad(format!("{} does not match the request's resource, expected a {kind}", object.kind())));
+    }
+    Ok(object)
+}
+
+fn stand_in_name(request: &Request, raw: &Value) -> String {
+    if !request.name.is_empty() {
+        return request.name.clone();
+    }
+    match raw.pointer("/metadata/generateName").and_then(Value::as_str) {
+        Some(prefix) if !prefix.is_empty() => format!("{prefix}*"),
+        _ => "(unnamed)".to_string(),
+    }
+}

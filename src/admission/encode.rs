@@ -1,0 +1,107 @@
+//! Writing the AdmissionReview response.
+
+use base64::Engine as _;
+use kube::core::Status;
+use kube::core::admission::AdmissionResponse;
+use kube::core::response::{StatusCause, StatusDetails, reason};
+
+use crate::model::ObjectKey;
+use crate::policy::Finding;
+
+use super::decide::Verdict;
+use super::decode::{AdmissionError, Request};
+
+/// Kubernetes asks webhooks to keep each warning under 120 characters.
+pub const MAX_WARNING_CHARS: usize = 120;
+
+/// The AdmissionReview answering `request`, serialized.
+pub fn encode(request: &Request, verdict: &Verdict) -> Result<Vec<u8>, AdmissionError> {
+    let response = response(request, verdict)?;
+    let failed = |e: serde_json::Error| AdmissionError::Encode(e.to_string());
+    let review = response.into_review();
+    let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_deref()) else {
+        return serde_json::to_vec(&review).map_err(failed);
+    };
+    // kube serializes the patch bytes as a JSON array of numbers; the API
+    // server's canonical form (Go's `[]byte`) is a base64 string.
+    let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
+    let mut value = serde_json::to_value(&review).map_err(failed)?;
+    if let Some(slot) = value.pointer_mut("/response/patch") {
+        *slot = serde_json::Value::String(encoded);
+    }
+    serde_json::to_vec(&value).map_err(failed)
+}
+
+/// The AdmissionResponse for a verdict: uid echoed, a 403 Status listing every
+/// error for a denial, the warnings, the patch.
+pub fn response(request: &Request, verdict: &Verdict) -> Result<AdmissionResponse, AdmissionError> {
+    // `invalid` is kube's only constructor that needs no typed request; every
+    // field it sets is replaced here.
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = request.uid.clone();
+    response.allowed = verdict.decision.is_allowed();
+    response.result = if response.allowed { Status::success() } else { denial(request, verdict) };
+    let warnings: Vec<String> = verdict.warnings().map(warning).collect();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    match &verdict.patch {
+        Some(patch) if response.allowed => {
+            response.with_patch(patch.clone()).map_err(|e| AdmissionError::Encode(e.to_string()))
+        }
+        _ => Ok(response),
+    }
+}
+
+fn denial(request: &Request, verdict: &Verdict) -> Status {
+    let errors: Vec<&Finding> = verdict.errors().collect();
+    let message = match &verdict.key {
+        Some(key) => denial_message(key, &errors),
+        None => {
+            format!("routeguard denied {} {}/{}: {}", request.kind.kind, request.namespace, request.name, join(&errors))
+        }
+    };
+    let details = StatusDetails {
+        name: verdict.key.as_ref().map_or_else(|| request.name.clone(), |k| k.name.clone()),
+        group: request.kind.group.clone(),
+        kind: request.kind.kind.clone(),
+        uid: String::new(),
+        causes: errors
+            .iter()
+            .map(|f| StatusCause {
+                reason: f.code.to_string(),
+                message: f.message.clone(),
+                field: f.path.as_str().to_string(),
+            })
+            .collect(),
+        retry_after_seconds: 0,
+    };
+    Status::failure(&message, reason::FORBIDDEN).with_code(403).with_details(details)
+}
+
+/// `routeguard denied VirtualService default/reviews: RG103 spec.http[0]...: ...; RG101 ...`.
+pub fn denial_message(key: &ObjectKey, errors: &[&Finding]) -> String {
+    format!("routeguard denied {key}: {}", join(errors))
+}
+
+fn join(errors: &[&Finding]) -> String {
+    errors.iter().map(|f| f.summary()).collect::<Vec<_>>().join("; ")
+}
+
+/// A warning finding as kubectl will print it (`Warning: RG203 ...`), cut to
+/// [`MAX_WARNING_CHARS`] characters with an ellipsis.
+pub fn warning(finding: &Finding) -> String {
+    truncate(&finding.summary(), MAX_WARNING_CHARS)
+}
+
+/// `text` if it has at most `max` characters, else its first `max - 3` and `...`.
+pub fn truncate(text: &str, max: usize) -> String {
+    // Warnings travel in HTTP headers: keep them to one line.
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
+    cut.push_str("...");
+    cut
+}
