@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Kind, Labels, Object, ObjectKey, selects, string_map};
+use crate::model::{Kind, Labels, Object, ObjectKey, string_map};
 
 use super::Context;
 use super::hosts;
@@ -130,11 +130,8 @@ fn versions(ctx: Context<'_>, service: &Object, selector: &Labels) -> Versions {
     let key = ctx.policy.version_label.as_str();
     let mut found = Versions::default();
     let mut canaries = BTreeSet::new();
-    for deployment in ctx.snapshot.deployments(service.namespace()) {
-        let labels = string_map(deployment.object.raw.pointer("/spec/template/metadata/labels"));
-        if !selects(selector, &labels) {
-            continue;
-        }
+    for deployment in ctx.snapshot.deployments_selected(service.namespace(), selector) {
+        let Some(labels) = deployment.deployment().map(|d| &d.template.metadata.labels) else { continue };
         let Some(version) = labels.get(key).filter(|v| is_dns1123_label(v)) else { continue };
         found.versions.insert(version.clone());
         if deployment.object.annotation(CANARY_ANNOTATION) == Some("true") {

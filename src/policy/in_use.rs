@@ -43,12 +43,6 @@ fn deployment_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
     let Ok(spec) = old.spec::<crate::model::core::DeploymentSpec>() else { return Vec::new() };
     let labels = &spec.template.metadata.labels;
     let domain = ctx.snapshot.domain();
-    let others: Vec<&Labels> = ctx
-        .snapshot
-        .deployments(old.namespace())
-        .filter(|d| d.object.key != old.key)
-        .filter_map(|d| Some(&d.deployment()?.template.metadata.labels))
-        .collect();
     let mut findings = Vec::new();
     for service in ctx.snapshot.in_namespace(Kind::Service, old.namespace()) {
         let Some(Spec::Service(svc)) = service.spec.as_deref() else { continue };
@@ -61,7 +55,12 @@ fn deployment_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
             let served_elsewhere = |subset_labels: Option<&Labels>| {
                 let mut wanted = svc.selector.clone();
                 wanted.extend(subset_labels.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
-                !selects(&wanted, labels) || others.iter().any(|o| selects(&wanted, o))
+                !selects(&wanted, labels)
+                    || ctx
+                        .snapshot
+                        .deployments_selected(old.namespace(), &wanted)
+                        .iter()
+                        .any(|d| d.object.key != old.key)
             };
             for (path, weight) in live_references(ctx, route, &host, Some(&served_elsewhere)) {
                 findings.push(refusal(

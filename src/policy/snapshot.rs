@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::model::core::DeploymentSpec;
 use crate::model::gateway::{BackendRef, HttpRouteSpec};
 use crate::model::istio::{DestinationRuleSpec, Subset, VirtualServiceSpec};
-use crate::model::{Kind, Object, ObjectKey, Spec};
+use crate::model::{Kind, Labels, Object, ObjectKey, Spec, selects};
 
 use super::config::Policy;
 use super::hosts;
@@ -99,6 +99,8 @@ pub struct Snapshot {
     rules: HashMap<String, NamespaceRules>,
     by_namespace: HashMap<(Kind, String), BTreeSet<ObjectKey>>,
     routes: HashMap<String, BTreeSet<ObjectKey>>,
+    /// Deployments by `<namespace>/<key>=<value>` of each pod template label.
+    templates: HashMap<String, BTreeSet<ObjectKey>>,
 }
 
 /// One index slot an object occupies.
@@ -107,6 +109,12 @@ enum Term {
     EntryHost(String),
     Rule(String),
     Route(String),
+    TemplateLabel(String),
+}
+
+/// The `templates` index key of one pod template label.
+fn template_slot(namespace: &str, key: &str, value: &str) -> String {
+    format!("{namespace}/{key}={value}")
 }
 
 impl Snapshot {
@@ -122,6 +130,7 @@ impl Snapshot {
             rules: HashMap::new(),
             by_namespace: HashMap::new(),
             routes: HashMap::new(),
+            templates: HashMap::new(),
         }
     }
 
@@ -319,6 +328,22 @@ impl Snapshot {
         self.in_namespace(Kind::Deployment, namespace)
     }
 
+    /// Deployments of a namespace whose pod template labels contain every
+    /// pair of `selector` (none for an empty selector), ordered by name. A
+    /// lookup of the rarest pair, not a scan of the namespace.
+    pub fn deployments_selected(&self, namespace: &str, selector: &Labels) -> Vec<&Entry> {
+        let postings: Option<Vec<&BTreeSet<ObjectKey>>> =
+            selector.iter().map(|(k, v)| self.templates.get(&template_slot(namespace, k, v))).collect();
+        let Some(rarest) = postings.and_then(|p| p.into_iter().min_by_key(|keys| keys.len())) else {
+            return Vec::new();
+        };
+        rarest
+            .iter()
+            .filter_map(|k| self.entries.get(k))
+            .filter(|e| e.deployment().is_some_and(|d| selects(selector, &d.template.metadata.labels)))
+            .collect()
+    }
+
     /// The index slots an entry occupies.
     fn terms(&self, entry: &Entry) -> Vec<Term> {
         let key = entry.key();
@@ -326,6 +351,9 @@ impl Snapshot {
         let domain = self.domain.as_str();
         match (key.kind, entry.spec.as_deref()) {
             (Kind::Service, _) => vec![Term::Service(hosts::service_host(&key.name, ns, domain))],
+            (_, Some(Spec::Deployment(d))) => {
+                d.template.metadata.labels.iter().map(|(k, v)| Term::TemplateLabel(template_slot(ns, k, v))).collect()
+            }
             (_, Some(Spec::ServiceEntry(se))) => {
                 se.hosts.iter().map(|h| Term::EntryHost(h.to_ascii_lowercase())).collect()
             }
@@ -355,6 +383,7 @@ impl Snapshot {
                 update(map, host, key, add);
             }
             Term::Route(host) => update(&mut self.routes, host, key, add),
+            Term::TemplateLabel(slot) => update(&mut self.templates, slot, key, add),
             Term::Rule(host) => {
                 let rules = self.rules.entry(key.namespace.clone()).or_default();
                 let map = if host.starts_with('*') { &mut rules.wildcard } else { &mut rules.exact };
@@ -398,3 +427,7 @@ pub fn http_route_backends(route: &HttpRouteSpec) -> impl Iterator<Item = &Backe
         rule.backend_refs.iter().chain(mirrors)
     })
 }
+
+#[cfg(test)]
+#[path = "snapshot/tests.rs"]
+mod tests;

@@ -43,9 +43,9 @@ fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleS
     }
     let templates: Vec<(&str, &Labels)> = ctx
         .snapshot
-        .deployments(service.object.namespace())
+        .deployments_selected(service.object.namespace(), &svc.selector)
+        .into_iter()
         .filter_map(|d| Some((d.object.name(), &d.deployment()?.template.metadata.labels)))
-        .filter(|(_, labels)| selects(&svc.selector, labels))
         .collect();
     let label = ctx.policy.version_label.as_str();
     spec.subsets

@@ -1,0 +1,117 @@
+use super::*;
+use crate::policy::testing::*;
+use serde_json::json;
+
+fn dr(namespace: &str, name: &str, host: &str, subsets: &[&str], export_to: &[&str]) -> Object {
+    let subsets: Vec<_> = subsets.iter().map(|s| json!({"name": s, "labels": {"version": s}})).collect();
+    object(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"host": host, "subsets": subsets, "exportTo": export_to}
+    }))
+}
+
+fn resolved(snap: &Snapshot, from: &str, host: &str) -> Option<(String, Vec<String>)> {
+    snap.destination_rules(from, host, None)
+        .map(|r| (r.namespace.to_string(), r.subsets().map(|s| s.name.clone()).collect()))
+}
+
+const REVIEWS: &str = "reviews.bookinfo.svc.cluster.local";
+
+#[test]
+fn the_route_namespace_wins_then_the_host_namespace_then_the_root() {
+    let objects = vec![
+        service("bookinfo", "reviews", "reviews"),
+        dr("bookinfo", "reviews", "reviews", &["v1", "v2"], &[]),
+        dr("istio-system", "mesh", REVIEWS, &["root"], &[]),
+        dr("client", "local", REVIEWS, &["mine"], &["."]),
+    ];
+    let snap = snapshot(objects);
+    assert_eq!(resolved(&snap, "client", REVIEWS), Some(("client".into(), vec!["mine".into()])));
+    assert_eq!(resolved(&snap, "other", REVIEWS), Some(("bookinfo".into(), vec!["v1".into(), "v2".into()])));
+    assert_eq!(resolved(&snap, "bookinfo", REVIEWS), Some(("bookinfo".into(), vec!["v1".into(), "v2".into()])));
+}
+
+#[test]
+fn export_to_limits_who_sees_a_rule_but_never_its_own_namespace() {
+    let objects = vec![
+        dr("bookinfo", "reviews", "reviews", &["v1"], &["."]),
+        dr("istio-system", "mesh", REVIEWS, &["root"], &[]),
+    ];
+    let snap = snapshot(objects);
+    assert_eq!(resolved(&snap, "bookinfo", REVIEWS).map(|r| r.1), Some(vec!["v1".to_string()]));
+    assert_eq!(resolved(&snap, "other", REVIEWS).map(|r| r.1), Some(vec!["root".to_string()]));
+    let snap = snapshot(vec![dr("bookinfo", "reviews", "reviews", &["v1"], &["frontend"])]);
+    assert!(resolved(&snap, "frontend", REVIEWS).is_some());
+    assert!(resolved(&snap, "other", REVIEWS).is_none());
+}
+
+#[test]
+fn rules_for_one_host_merge_and_exact_beats_wildcard() {
+    let objects = vec![
+        dr("shop", "a", "api.example.com", &["v1"], &[]),
+        dr("shop", "b", "api.example.com", &["v2"], &[]),
+        dr("shop", "wide", "*.example.com", &["w"], &[]),
+        dr("shop", "narrow", "*.eu.example.com", &["n"], &[]),
+    ];
+    let snap = snapshot(objects);
+    assert_eq!(resolved(&snap, "shop", "api.example.com").map(|r| r.1), Some(vec!["v1".into(), "v2".into()]));
+    assert_eq!(resolved(&snap, "shop", "x.eu.example.com").map(|r| r.1), Some(vec!["n".into()]));
+    assert_eq!(resolved(&snap, "shop", "x.example.com").map(|r| r.1), Some(vec!["w".into()]));
+    assert_eq!(resolved(&snap, "shop", "example.org"), None);
+}
+
+#[test]
+fn a_pending_change_replaces_or_removes_one_rule() {
+    let old = dr("bookinfo", "reviews", "reviews", &["v1", "v2"], &[]);
+    let snap = snapshot(vec![old.clone()]);
+    let new_spec: DestinationRuleSpec = dr("bookinfo", "reviews", "reviews", &["v1"], &[]).spec().expect("spec");
+    let change = RuleChange { key: &old.key, replacement: Some(&new_spec) };
+    let after = snap.destination_rules("bookinfo", REVIEWS, Some(change)).expect("still there");
+    assert_eq!(after.subsets().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["v1"]);
+    let gone = RuleChange { key: &old.key, replacement: None };
+    assert!(snap.destination_rules("bookinfo", REVIEWS, Some(gone)).is_none());
+}
+
+#[test]
+fn upsert_and_remove_keep_every_index_consistent() {
+    let mut snap = snapshot(bookinfo());
+    let host = "reviews.default.svc.cluster.local";
+    assert!(snap.host_exists(host));
+    assert_eq!(snap.routes_to(host).count(), 1);
+    let selector: Labels = [("app".to_string(), "reviews".to_string())].into();
+    assert_eq!(snap.deployments_selected("default", &selector).len(), 3);
+    // Re-labelling a Deployment moves it in the template index.
+    snap.upsert(deployment("default", "reviews-v3", "other", "v3"));
+    assert_eq!(snap.deployments_selected("default", &selector).len(), 2);
+    for object in bookinfo() {
+        snap.remove(&object.key);
+    }
+    assert!(snap.is_empty());
+    assert!(!snap.host_exists(host));
+    assert_eq!(snap.routes_to(host).count(), 0);
+    assert!(snap.deployments_selected("default", &selector).is_empty());
+    assert!(snap.destination_rules("default", host, None).is_none());
+    assert!(snap.services.is_empty() && snap.routes.is_empty() && snap.templates.is_empty() && snap.rules.is_empty());
+}
+
+#[test]
+fn an_empty_selector_selects_no_deployment() {
+    let snap = snapshot(bookinfo());
+    assert!(snap.deployments_selected("default", &Labels::new()).is_empty());
+}
+
+#[test]
+fn service_entries_declare_hosts_and_their_namespace_for_lookups() {
+    let se = object(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "ext", "namespace": "egress"},
+        "spec": {"hosts": ["api.example.com", "*.cdn.example.com"]}
+    }));
+    let snap = snapshot(vec![se, dr("egress", "ext", "api.example.com", &["v1"], &[])]);
+    assert!(snap.host_exists("api.example.com"));
+    assert!(snap.host_exists("img.cdn.example.com"));
+    assert!(!snap.host_exists("other.example.com"));
+    // The ServiceEntry's namespace is the host's namespace for DestinationRule lookups.
+    assert_eq!(resolved(&snap, "shop", "api.example.com").map(|r| r.0), Some("egress".to_string()));
+}
