@@ -13,6 +13,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up: boxing the large `serve` arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check manifest files against the routing policy, as if they were applied (for CI).
@@ -111,6 +113,38 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "ROUTEGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Where the snapshot comes from: `objects` (the manifest files of --objects, no cluster) or
+    /// `cluster` (a live index from the API server, in-cluster or KUBECONFIG).
+    #[arg(long, env = "ROUTEGUARD_SOURCE", value_enum, default_value_t = Source::Objects)]
+    pub source: Source,
+    /// Cluster mode: namespaces to watch, comma-separated; empty watches all.
+    #[arg(long, env = "ROUTEGUARD_WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub watch_namespaces: Vec<String>,
+    /// Cluster mode: run the generator controller (DestinationRule subsets and per-version Services).
+    #[arg(long, env = "ROUTEGUARD_GENERATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub generate: bool,
+    /// Cluster mode: the Lease (in --service-namespace) whose holder runs the generator controller.
+    #[arg(long, env = "ROUTEGUARD_LEADER_ELECTION_LEASE", default_value = "routeguard")]
+    pub leader_election_lease: String,
+    /// Cluster mode: keep a self-made CA and serving certificate in this Secret (in --service-namespace),
+    /// serve from it and patch the CA bundle into the webhooks; empty: off.
+    #[arg(long, env = "ROUTEGUARD_TLS_SECRET", default_value = "")]
+    pub tls_secret: String,
+    /// With --tls-secret: the MutatingWebhookConfiguration whose webhooks get the CA bundle.
+    #[arg(long, env = "ROUTEGUARD_MUTATING_WEBHOOK", default_value = "routeguard")]
+    pub mutating_webhook: String,
+    /// With --tls-secret: the ValidatingWebhookConfiguration whose webhooks get the CA bundle.
+    #[arg(long, env = "ROUTEGUARD_VALIDATING_WEBHOOK", default_value = "routeguard")]
+    pub validating_webhook: String,
+}
+
+/// Where `serve` gets its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// Manifest files (--objects): no cluster needed.
+    Objects,
+    /// A live index kept current from the API server.
+    Cluster,
 }
 
 /// Parses `500ms`, `5s`, `2m` or a bare number of seconds.
@@ -149,6 +183,31 @@ mod tests {
             }
         }
         cmd.debug_assert();
+    }
+
+    #[test]
+    fn parses_cluster_mode_flags() {
+        let cli = Cli::try_parse_from(["routeguard", "serve"]).expect("defaults");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.source, Source::Objects);
+        assert!(args.generate);
+        assert_eq!(args.watch_namespaces, vec![String::new()]);
+        assert_eq!(args.leader_election_lease, "routeguard");
+        assert_eq!(args.tls_secret, "");
+        let cli = Cli::try_parse_from([
+            "routeguard",
+            "serve",
+            "--source=cluster",
+            "--watch-namespaces=shop,web",
+            "--generate=false",
+            "--tls-secret=routeguard-tls",
+        ])
+        .expect("cluster");
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.source, Source::Cluster);
+        assert_eq!(args.watch_namespaces, vec!["shop".to_string(), "web".to_string()]);
+        assert!(!args.generate);
+        assert_eq!(args.tls_secret, "routeguard-tls");
     }
 
     #[test]

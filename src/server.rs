@@ -5,7 +5,9 @@
 //! server itself, with the shutdown signal injected so tests can drive it:
 //! the admission router over TLS ([`app::admission_router`]), the admin
 //! router over plain HTTP ([`app::admin_router`]) and the certificate poller
-//! ([`reload`]).
+//! ([`reload`]). With `--source=cluster`, [`serve_with`] also gets the live
+//! [`crate::cluster`] index (readiness, re-reads, metrics) and, with
+//! `--tls-secret`, the certificate kept in a Secret.
 
 pub mod accept;
 pub mod app;
@@ -27,7 +29,11 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::admission::{Admission, SharedSnapshot};
 use crate::check;
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, Source};
+use crate::cluster;
+use crate::cluster::ca::Bundle;
+use crate::cluster::live::{Live as Cluster, LiveSettings};
+use crate::cluster::selftls::{SelfTls, SelfTlsSettings};
 use crate::policy::Engine;
 
 use self::accept::TlsOnly;
@@ -52,6 +58,19 @@ pub struct Settings {
     /// How long in-flight requests may take once draining starts.
     pub drain_timeout: Duration,
 }
+
+/// Live cluster mode's part in [`serve_with`]; the default is none (files only).
+#[derive(Debug, Default)]
+pub struct ClusterParts {
+    /// The live index and controller.
+    pub cluster: Option<Arc<Cluster>>,
+    /// With `--tls-secret`: the certificate to serve, updated on renewal
+    /// (instead of reading and polling `Settings::tls`).
+    pub certificate: Option<tokio::sync::watch::Receiver<Bundle>>,
+}
+
+/// How often the TLS Secret is re-read and the webhooks' CA bundle checked.
+const TLS_SECRET_CHECK: Duration = Duration::from_secs(60);
 
 /// The addresses the server listens on (useful when the ports were 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +104,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let settings = settings(&args)?;
-        serve(settings, shutdown_signal(), |bound| {
+        let (settings, parts) = match args.source {
+            Source::Objects => (settings(&args)?, ClusterParts::default()),
+            Source::Cluster => cluster_settings(&args).await?,
+        };
+        serve_with(settings, parts, shutdown_signal(), |bound| {
             tracing::info!(
                 "listening: admission https://{} (POST /validate, /mutate), admin http://{} (/livez, /readyz, /metrics)",
                 bound.addr,
@@ -105,6 +127,71 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let snapshot = check::snapshot_from_paths(&engine, &args.objects, &args.namespace)
         .with_context(|| format!("cannot load the snapshot from {:?}", args.objects))?;
     tracing::info!(objects = snapshot.len(), paths = ?args.objects, "snapshot loaded");
+    let tls = tls_files(args)?;
+    let admission = Admission::new(engine, Arc::new(SharedSnapshot::new(snapshot)));
+    memory::release_free_memory();
+    Ok(Settings {
+        admission,
+        addr: args.addr,
+        admin_addr: args.admin_addr,
+        tls,
+        client_ca: args.client_ca.clone(),
+        reload_interval: args.cert_reload_interval,
+        shutdown_delay: args.shutdown_delay,
+        drain_timeout: args.drain_timeout,
+    })
+}
+
+/// `--source=cluster`: the live index (and controller) from the API server,
+/// and the certificate from `--tls-secret` when given.
+async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, ClusterParts)> {
+    let policy = check::load_policy(args.policy.as_deref())?;
+    let engine = Engine::new(policy);
+    let client = cluster::connect().await?;
+    let (tls, certificate) = if args.tls_secret.is_empty() {
+        (tls_files(args)?, None)
+    } else {
+        let manager = SelfTls::new(
+            client.clone(),
+            SelfTlsSettings {
+                namespace: args.service_namespace.clone(),
+                secret: args.tls_secret.clone(),
+                service: args.service_name.clone(),
+                mutating_webhook: args.mutating_webhook.clone(),
+                validating_webhook: args.validating_webhook.clone(),
+                check_every: TLS_SECRET_CHECK,
+            },
+        );
+        let bundle = manager
+            .ensure()
+            .await
+            .with_context(|| format!("cannot set up the TLS secret {}/{}", args.service_namespace, args.tls_secret))?;
+        let (updates, certificate) = tokio::sync::watch::channel(bundle.clone());
+        tokio::spawn(manager.run(bundle, updates));
+        let name = |file: &str| PathBuf::from(format!("secret {}/{} {file}", args.service_namespace, args.tls_secret));
+        (KeyPairFiles { cert: name("tls.crt"), key: name("tls.key") }, Some(certificate))
+    };
+    let mut live = LiveSettings::new(&args.leader_election_lease, &args.service_namespace);
+    live.namespaces = args.watch_namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    live.generate = args.generate;
+    tracing::info!(namespaces = ?live.namespaces, generate = live.generate, identity = %live.identity, "live cluster mode");
+    let cluster = Arc::new(Cluster::start(client, Arc::new(engine.clone()), live));
+    let admission = Admission::new(engine, cluster.source());
+    let settings = Settings {
+        admission,
+        addr: args.addr,
+        admin_addr: args.admin_addr,
+        tls,
+        client_ca: args.client_ca.clone(),
+        reload_interval: args.cert_reload_interval,
+        shutdown_delay: args.shutdown_delay,
+        drain_timeout: args.drain_timeout,
+    };
+    Ok((settings, ClusterParts { cluster: Some(cluster), certificate }))
+}
+
+/// The certificate files given, or generated into `--cert-dir`.
+fn tls_files(args: &ServeArgs) -> anyhow::Result<KeyPairFiles> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => KeyPairFiles { cert: cert.clone(), key: key.clone() },
         (None, None) => {
@@ -118,18 +205,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
         }
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
-    let admission = Admission::new(engine, Arc::new(SharedSnapshot::new(snapshot)));
-    memory::release_free_memory();
-    Ok(Settings {
-        admission,
-        addr: args.addr,
-        admin_addr: args.admin_addr,
-        tls,
-        client_ca: args.client_ca.clone(),
-        reload_interval: args.cert_reload_interval,
-        shutdown_delay: args.shutdown_delay,
-        drain_timeout: args.drain_timeout,
-    })
+    Ok(tls)
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
@@ -159,13 +235,36 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
     on_bound: impl FnOnce(Bound) + Send,
 ) -> Result<(), ServeError> {
+    serve_with(settings, ClusterParts::default(), shutdown, on_bound).await
+}
+
+/// [`serve`] with live cluster mode's parts: `/readyz` waits for the index's
+/// first sync, refusals for missing objects are re-read, the certificate may
+/// come from a Secret, and the Lease is released when shutdown starts.
+pub async fn serve_with(
+    settings: Settings,
+    parts: ClusterParts,
+    shutdown: impl Future<Output = ()> + Send,
+    on_bound: impl FnOnce(Bound) + Send,
+) -> Result<(), ServeError> {
     tls::install_default_provider();
     let metrics = Arc::new(Metrics::default());
-    let loaded = tls::load_files(&settings.tls)?;
+    let loaded = match &parts.certificate {
+        Some(certificate) => {
+            let bundle = certificate.borrow().clone();
+            tls::load_pem(&settings.tls, bundle.cert.into_bytes(), bundle.key.into_bytes())?
+        }
+        None => tls::load_files(&settings.tls)?,
+    };
     metrics.set_cert_not_after(loaded.not_after);
     let resolver = Arc::new(Reloadable::new(loaded.key.clone()));
     let config = tls::server_config(resolver.clone(), settings.client_ca.as_deref())?;
-    let state = AppState { admission: settings.admission, metrics: metrics.clone(), readiness: Arc::default() };
+    let state = AppState {
+        admission: settings.admission,
+        metrics: metrics.clone(),
+        readiness: Arc::default(),
+        cluster: parts.cluster.clone(),
+    };
 
     let bind_error = |addr| move |source| ServeError::Bind { addr, source };
     let listener = std::net::TcpListener::bind(settings.addr).map_err(bind_error(settings.addr))?;
@@ -191,8 +290,16 @@ pub async fn serve(
         let _ = admin_stopped.await;
     });
     let admin = tokio::spawn(admin.into_future());
-    let reloader =
-        tokio::spawn(reload::poll(settings.tls.clone(), resolver, loaded, settings.reload_interval, metrics.clone()));
+    let reloader = match parts.certificate {
+        Some(certificate) => tokio::spawn(reload::follow(certificate, settings.tls.clone(), resolver, metrics.clone())),
+        None => tokio::spawn(reload::poll(
+            settings.tls.clone(),
+            resolver,
+            loaded,
+            settings.reload_interval,
+            metrics.clone(),
+        )),
+    };
     on_bound(bound);
 
     tokio::select! {
@@ -213,7 +320,13 @@ pub async fn serve(
         delay_ms = settings.shutdown_delay.as_millis() as u64,
         "shutting down: /readyz answers 503; still serving until the delay is over"
     );
-    tokio::time::sleep(settings.shutdown_delay).await;
+    // Another replica takes the Lease over while this one still answers.
+    let release = async {
+        if let Some(cluster) = &parts.cluster {
+            cluster.shutdown().await;
+        }
+    };
+    tokio::join!(tokio::time::sleep(settings.shutdown_delay), release);
     tracing::info!(
         connections = handle.connection_count(),
         timeout_ms = settings.drain_timeout.as_millis() as u64,

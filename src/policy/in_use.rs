@@ -81,6 +81,10 @@ fn deployment_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
     findings
 }
 
+/// Whether pods other than the deleted Deployment's serve a route's traffic,
+/// given the labels of the subset it names.
+type ServedElsewhere<'a> = dyn Fn(Option<&Labels>) -> bool + 'a;
+
 /// The places in `route` that send weight > 0 to `host` (mirrors are not live
 /// traffic), skipping those `served_elsewhere` says other pods can take,
 /// given the labels of the subset they name.
@@ -88,7 +92,7 @@ fn live_references(
     ctx: Context<'_>,
     route: &Entry,
     host: &str,
-    served_elsewhere: Option<&dyn Fn(Option<&Labels>) -> bool>,
+    served_elsewhere: Option<&ServedElsewhere<'_>>,
 ) -> Vec<(FieldPath, i64)> {
     let domain = ctx.snapshot.domain();
     let from = route.object.namespace();

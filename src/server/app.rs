@@ -17,6 +17,8 @@ use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admission::{Admission, AdmissionError, Endpoint, Summary};
+use crate::cluster::admit;
+use crate::cluster::live::Live as Cluster;
 
 use super::metrics::{self, Live, Metrics};
 
@@ -57,12 +59,27 @@ pub struct AppState {
     pub admission: Admission,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    /// Live cluster mode (`--source=cluster`): readiness waits for its first
+    /// sync, refusals for missing objects are re-read, metrics add its own.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
     /// State over an admission handler, with fresh metrics, ready.
     pub fn new(admission: Admission) -> AppState {
-        AppState { admission, metrics: Arc::default(), readiness: Arc::default() }
+        AppState { admission, metrics: Arc::default(), readiness: Arc::default(), cluster: None }
+    }
+
+    /// The same state in live cluster mode.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> AppState {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// True while `/readyz` answers 200: not shutting down and, in cluster
+    /// mode, the index completed its first sync.
+    pub fn is_ready(&self) -> bool {
+        self.readiness.is_ready() && self.cluster.as_ref().is_none_or(|c| c.is_synced())
     }
 }
 
@@ -134,8 +151,15 @@ async fn admit(state: AppState, endpoint: Endpoint, request: Request) -> Respons
         }
         Err(rejection) => return reject(StatusCode::BAD_REQUEST, "BadRequest", rejection.body_text(), None),
     };
-    match review(&state.admission, endpoint, body).await {
+    match review(&state.admission, endpoint, body.clone()).await {
         Ok(reviewed) => {
+            // Live mode: before refusing for a missing object, re-read it (the watch may lag).
+            let reviewed = match &state.cluster {
+                Some(cluster) if admit::worth_rechecking(endpoint, &reviewed) => {
+                    admit::recheck(cluster, &state.admission, endpoint, &body, reviewed).await
+                }
+                _ => reviewed,
+            };
             let latency = started.elapsed();
             state.metrics.admission(endpoint, &reviewed.summary, latency);
             log_admission(endpoint, &reviewed.summary, latency);
@@ -192,17 +216,22 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), String> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
+    if !state.readiness.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if !state.is_ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "cluster index not synced yet\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
     }
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
-    let live =
-        Live { snapshot_objects: state.admission.snapshots().current().len(), ready: state.readiness.is_ready() };
-    ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.render(live)).into_response()
+    let live = Live { snapshot_objects: state.admission.snapshots().current().len(), ready: state.is_ready() };
+    let mut text = state.metrics.render(live);
+    if let Some(cluster) = &state.cluster {
+        text.push_str(&cluster.render_metrics());
+    }
+    ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn not_found(State(state): State<AppState>, request: Request) -> Response {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::metrics::Metrics;
 use super::tls::{self, KeyPairFiles, Loaded, Reloadable};
+use crate::cluster::ca::Bundle;
 
 /// Polls `files` every `interval` and swaps the certificate when their contents change.
 pub async fn poll(
@@ -50,6 +51,32 @@ pub async fn poll(
                 metrics.cert_reload_failed();
                 tracing::warn!(error = %e, "changed certificate does not load; keeping the current one");
                 failed = Some((cert, key));
+            }
+        }
+    }
+}
+
+/// Serves each certificate `updates` brings (the `--tls-secret` mode, where
+/// the Secret is read from the API server rather than from files). `files`
+/// only names the pair in errors.
+pub async fn follow(
+    mut updates: tokio::sync::watch::Receiver<Bundle>,
+    files: KeyPairFiles,
+    resolver: Arc<Reloadable>,
+    metrics: Arc<Metrics>,
+) {
+    while updates.changed().await.is_ok() {
+        let bundle = updates.borrow_and_update().clone();
+        match tls::load_pem(&files, bundle.cert.into_bytes(), bundle.key.into_bytes()) {
+            Ok(new) => {
+                resolver.store(new.key.clone());
+                metrics.cert_reloaded();
+                metrics.set_cert_not_after(new.not_after);
+                tracing::info!(not_after = new.not_after, "serving certificate reloaded from the TLS secret");
+            }
+            Err(e) => {
+                metrics.cert_reload_failed();
+                tracing::warn!(error = %e, "the TLS secret's certificate does not load; keeping the current one");
             }
         }
     }

@@ -1,0 +1,308 @@
+//! The generator controller: when the index changes (a watch event, not an
+//! admission request, so a dry run never creates anything), wait a short
+//! debounce, and if this replica leads and the index is synced, carry out the
+//! [`reconcile::plan`]: server-side apply (field manager `routeguard`, forced
+//! for the objects routeguard owns), JSON Patches of opted-in
+//! DestinationRules, deletions with uid and resourceVersion preconditions,
+//! and an Event for each (or a Warning Event when it fails).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::core::DynamicObject;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde_json::Value;
+use tokio::sync::watch as channel;
+use tokio::time::Instant;
+
+use crate::admission::SnapshotSource;
+use crate::model::{Kind, ObjectKey};
+use crate::policy::Engine;
+
+use super::index::LiveSnapshot;
+use super::kinds::Served;
+use super::metrics::{ClusterStatus, KindState};
+use super::reconcile::{self, Action, Inputs};
+use super::{ClusterError, FIELD_MANAGER, within};
+
+/// How long one write may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// An action that succeeded is not repeated for this long (the watch catches up meanwhile).
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Timing of the controller.
+#[derive(Debug, Clone, Copy)]
+pub struct ControllerSettings {
+    /// Quiet time after a change before reconciling (changes keep coming in a `kubectl apply -f dir/`).
+    pub debounce: Duration,
+    /// The longest a reconcile waits for quiet.
+    pub max_delay: Duration,
+    /// Reconcile at least this often (and retry failures no later than this).
+    pub resync: Duration,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> ControllerSettings {
+        ControllerSettings {
+            debounce: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+            resync: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The outcome of one reconcile.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub applied: u64,
+    pub pruned: u64,
+    pub failed: u64,
+}
+
+/// Carries out plans against the API server.
+pub struct Controller {
+    client: kube::Client,
+    engine: Arc<Engine>,
+    live: Arc<LiveSnapshot>,
+    status: Arc<ClusterStatus>,
+    recorder: Recorder,
+    /// Actions done lately, by object: (the action, when).
+    recent: HashMap<ObjectKey, (Action, Instant)>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller reporting Events as `routeguard` from `identity`.
+    pub fn new(
+        client: kube::Client,
+        engine: Arc<Engine>,
+        live: Arc<LiveSnapshot>,
+        status: Arc<ClusterStatus>,
+        identity: &str,
+    ) -> Controller {
+        let reporter = Reporter { controller: "routeguard".to_string(), instance: Some(identity.to_string()) };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Controller { client, engine, live, status, recorder, recent: HashMap::new() }
+    }
+
+    /// Runs until the index is dropped: reconciles after changes (debounced), on resync and on gaining the lease.
+    pub async fn run(mut self, mut publishes: channel::Receiver<u64>, settings: ControllerSettings) {
+        let mut was_leader = false;
+        let mut retry = false;
+        loop {
+            let wait = if retry { settings.debounce.max(Duration::from_secs(1)) } else { settings.resync };
+            let changed = tokio::select! {
+                changed = publishes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    true
+                }
+                () = tokio::time::sleep(wait) => false,
+                () = self.status.leader_changed() => true,
+            };
+            if changed {
+                debounce(&mut publishes, settings).await;
+            }
+            let leader = self.status.is_leader();
+            if leader && !was_leader {
+                tracing::info!("leading: reconciling generated objects");
+            }
+            was_leader = leader;
+            if !leader || !self.status.is_synced() {
+                continue;
+            }
+            let outcome = self.reconcile().await;
+            retry = outcome.failed > 0;
+        }
+    }
+
+    /// One reconcile against the current snapshot.
+    pub async fn reconcile(&mut self) -> Outcome {
+        let snapshot = self.live.current();
+        let rule_version = self.status.version(Kind::DestinationRule);
+        let desired = self.engine.generate(&snapshot);
+        let actions = reconcile::plan(Inputs {
+            policy: self.engine.policy(),
+            snapshot: &snapshot,
+            desired: &desired,
+            rule_api_version: rule_version.as_deref().unwrap_or("networking.istio.io/v1"),
+        });
+        let now = Instant::now();
+        self.recent.retain(|_, (_, at)| now.saturating_duration_since(*at) < SETTLE);
+        let mut outcome = Outcome::default();
+        for action in actions {
+            // No DestinationRules without their CRD.
+            if action.key().kind == Kind::DestinationRule
+                && self.status.state(Kind::DestinationRule) == KindState::Absent
+            {
+                continue;
+            }
+            if self.recent.get(action.key()).is_some_and(|(done, _)| *done == action) {
+                continue;
+            }
+            match self.execute(&action).await {
+                Ok(()) => {
+                    match &action {
+                        Action::Delete { .. } => outcome.pruned += 1,
+                        Action::PatchSubsets { removed, added, .. } => {
+                            outcome.pruned += removed.len() as u64;
+                            outcome.applied += u64::from(!added.is_empty());
+                        }
+                        Action::Apply { .. } => outcome.applied += 1,
+                    }
+                    self.recent.insert(action.key().clone(), (action, Instant::now()));
+                }
+                Err(e) if stale(&e) => {
+                    tracing::debug!(object = %action.key(), error = %e, "stale; the watch will bring the new version");
+                    outcome.failed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(object = %action.key(), error = %e, "reconcile write failed");
+                    outcome.failed += 1;
+                    self.event(&action, None, EventType::Warning, failure_reason(&action), e.to_string()).await;
+                }
+            }
+        }
+        self.status.reconciled(outcome.applied, outcome.pruned, outcome.failed);
+        outcome
+    }
+
+    fn api(&self, key: &ObjectKey) -> Api<DynamicObject> {
+        let version = match key.kind {
+            Kind::DestinationRule => {
+                self.status.version(Kind::DestinationRule).unwrap_or_else(|| "networking.istio.io/v1".into())
+            }
+            _ => "v1".to_string(),
+        };
+        let served = Served::new(key.kind, version.rsplit('/').next().unwrap_or("v1"));
+        Api::namespaced_with(self.client.clone(), &key.namespace, &served.resource)
+    }
+
+    async fn execute(&mut self, action: &Action) -> Result<(), ClusterError> {
+        let key = action.key();
+        let api = self.api(key);
+        match action {
+            Action::Apply { body, create, .. } => {
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let what = format!("apply {key}");
+                let applied = within(&what, CALL_TIMEOUT, api.patch(&key.name, &params, &Patch::Apply(body))).await?;
+                tracing::info!(object = %key, created = create, "applied");
+                let (reason, note) =
+                    if *create { ("Created", "created by routeguard") } else { ("Updated", "updated by routeguard") };
+                self.event(action, applied.metadata.uid.clone(), EventType::Normal, reason, note.to_string()).await;
+            }
+            Action::PatchSubsets { patch, added, removed, .. } => {
+                let patch: json_patch::Patch = serde_json::from_value(patch.clone())
+                    .map_err(|e| ClusterError::Invalid { what: format!("patch {key}"), message: e.to_string() })?;
+                let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PatchParams::default() };
+                let what = format!("patch subsets of {key}");
+                let patched =
+                    within(&what, CALL_TIMEOUT, api.patch(&key.name, &params, &Patch::<Value>::Json(patch))).await?;
+                tracing::info!(object = %key, ?added, ?removed, "subsets patched");
+                let (reason, note) = if removed.is_empty() {
+                    ("SubsetsAdded", format!("routeguard added subsets {}", added.join(", ")))
+                } else {
+                    ("SubsetsPruned", format!("routeguard removed unused subsets {}", removed.join(", ")))
+                };
+                self.event(action, patched.metadata.uid.clone(), EventType::Normal, reason, note).await;
+            }
+            Action::Delete { uid, resource_version, .. } => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions { uid: uid.clone(), resource_version: resource_version.clone() }),
+                    propagation_policy: Some(PropagationPolicy::Background),
+                    ..DeleteParams::default()
+                };
+                let what = format!("delete {key}");
+                match within(&what, CALL_TIMEOUT, api.delete(&key.name, &params)).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+                tracing::info!(object = %key, "pruned");
+                let note = "pruned by routeguard: no Deployment backs it and no route uses it".to_string();
+                self.event(action, uid.clone(), EventType::Normal, "Pruned", note).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes an Event about the action's object; failures are logged only.
+    async fn event(&self, action: &Action, uid: Option<String>, kind: EventType, reason: &str, note: String) {
+        let key = action.key();
+        let api_version = match key.kind {
+            Kind::DestinationRule => {
+                self.status.version(Kind::DestinationRule).unwrap_or_else(|| "networking.istio.io/v1".into())
+            }
+            _ => "v1".to_string(),
+        };
+        let reference = ObjectReference {
+            api_version: Some(api_version),
+            kind: Some(key.kind.as_str().to_string()),
+            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.clone()),
+            uid,
+            ..ObjectReference::default()
+        };
+        let action_name = match action {
+            Action::Apply { .. } => "Apply",
+            Action::PatchSubsets { .. } => "Patch",
+            Action::Delete { .. } => "Delete",
+        };
+        let mut note = note;
+        note.truncate(1000);
+        let event = Event {
+            type_: kind,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action_name.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::debug!(object = %key, error = %e, "cannot publish an Event");
+        }
+    }
+}
+
+/// A write that lost a race (the object changed since it was read).
+fn stale(error: &ClusterError) -> bool {
+    matches!(error.code(), Some(409 | 422))
+}
+
+fn failure_reason(action: &Action) -> &'static str {
+    match action {
+        Action::Apply { .. } | Action::PatchSubsets { .. } => "GenerateFailed",
+        Action::Delete { .. } => "PruneFailed",
+    }
+}
+
+/// Waits until no publish came for `debounce`, or `max_delay` passed.
+async fn debounce(publishes: &mut channel::Receiver<u64>, settings: ControllerSettings) {
+    let until = Instant::now() + settings.max_delay;
+    loop {
+        let quiet = tokio::time::sleep(settings.debounce);
+        tokio::select! {
+            changed = publishes.changed() => if changed.is_err() { return },
+            () = quiet => return,
+            () = tokio::time::sleep_until(until) => return,
+        }
+    }
+}
+
+/// Drives a controller from an index: the entry point for live mode.
+pub fn spawn(
+    controller: Controller,
+    publishes: channel::Receiver<u64>,
+    settings: ControllerSettings,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(controller.run(publishes, settings))
+}

@@ -1,0 +1,184 @@
+//! The watched kinds and the API version each is served in.
+//!
+//! Istio serves one schema under v1, v1beta1 and v1alpha3: routeguard prefers
+//! v1 and falls back. Gateway API: HTTPRoute v1 (v1beta1 on old releases),
+//! ReferenceGrant v1 when served, else v1beta1. Core Services and apps
+//! Deployments are always there and are not looked up.
+
+use kube::core::ApiResource;
+use kube::core::DynamicObject;
+use serde_json::Value;
+
+use crate::model::{Kind, ModelError, Object};
+
+use super::{ClusterError, within};
+
+/// How long one discovery request may take.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The plural resource name of a kind.
+pub fn plural(kind: Kind) -> &'static str {
+    match kind {
+        Kind::VirtualService => "virtualservices",
+        Kind::DestinationRule => "destinationrules",
+        Kind::ServiceEntry => "serviceentries",
+        Kind::HttpRoute => "httproutes",
+        Kind::ReferenceGrant => "referencegrants",
+        Kind::Service => "services",
+        Kind::Deployment => "deployments",
+    }
+}
+
+/// The versions to try for a kind, most preferred first.
+pub fn candidate_versions(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry => &["v1", "v1beta1", "v1alpha3"],
+        Kind::HttpRoute | Kind::ReferenceGrant => &["v1", "v1beta1"],
+        Kind::Service | Kind::Deployment => &["v1"],
+    }
+}
+
+/// True for the kinds that are always served (no discovery needed).
+pub fn is_builtin(kind: Kind) -> bool {
+    matches!(kind, Kind::Service | Kind::Deployment)
+}
+
+/// The first candidate version whose resource list names the kind's plural.
+/// `listed(version)` is `None` when the group version is not served at all.
+pub fn choose_version<'a>(kind: Kind, listed: impl Fn(&str) -> Option<&'a [String]>) -> Option<&'static str> {
+    let plural = plural(kind);
+    candidate_versions(kind)
+        .iter()
+        .copied()
+        .find(|version| listed(version).is_some_and(|names| names.iter().any(|n| n == plural)))
+}
+
+/// A kind as the API server serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub kind: Kind,
+    pub resource: ApiResource,
+}
+
+impl Served {
+    /// The kind served in `version`.
+    pub fn new(kind: Kind, version: &str) -> Served {
+        let group = kind.group();
+        let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        Served {
+            kind,
+            resource: ApiResource {
+                group: group.to_string(),
+                version: version.to_string(),
+                api_version,
+                kind: kind.as_str().to_string(),
+                plural: plural(kind).to_string(),
+            },
+        }
+    }
+
+    /// `networking.istio.io/v1`, `v1`, ...
+    pub fn api_version(&self) -> &str {
+        &self.resource.api_version
+    }
+}
+
+/// Finds the version a kind is served in; `Ok(None)` when its CRD is not installed.
+pub async fn discover(client: &kube::Client, kind: Kind) -> Result<Option<Served>, ClusterError> {
+    if is_builtin(kind) {
+        return Ok(Some(Served::new(kind, "v1")));
+    }
+    let mut lists: Vec<(&str, Option<Vec<String>>)> = Vec::new();
+    for version in candidate_versions(kind) {
+        let group_version = format!("{}/{version}", kind.group());
+        let what = format!("discovery of {group_version}");
+        let names = match within(&what, DISCOVERY_TIMEOUT, client.list_api_group_resources(&group_version)).await {
+            Ok(list) => Some(list.resources.into_iter().map(|r| r.name).collect()),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        let found = names.as_ref().is_some_and(|n: &Vec<String>| n.iter().any(|n| n == plural(kind)));
+        lists.push((version, names));
+        if found {
+            break;
+        }
+    }
+    let listed = |version: &str| lists.iter().find(|(v, _)| *v == version).and_then(|(_, n)| n.as_deref());
+    Ok(choose_version(kind, listed).map(|version| Served::new(kind, version)))
+}
+
+/// Turns a watched object into a model [`Object`]: sets `apiVersion` and
+/// `kind` (list items may lack them) and drops `managedFields` (never read,
+/// often the largest part of an object).
+pub fn to_object(served: &Served, object: DynamicObject) -> Result<Object, ModelError> {
+    let mut raw = serde_json::to_value(object).map_err(|_| ModelError::NotAnObject)?;
+    normalize(served, &mut raw);
+    Object::from_value(raw, "")
+}
+
+/// Sets `apiVersion` and `kind` and drops `metadata.managedFields`.
+pub fn normalize(served: &Served, raw: &mut Value) {
+    if let Some(map) = raw.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(served.api_version().to_string()));
+        map.insert("kind".into(), Value::String(served.kind.as_str().to_string()));
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn prefers_v1_and_falls_back() {
+        let v1 = names(&["virtualservices", "destinationrules"]);
+        let beta = names(&["virtualservices", "destinationrules", "serviceentries"]);
+        let listed = |v: &str| match v {
+            "v1" => Some(v1.as_slice()),
+            "v1beta1" => Some(beta.as_slice()),
+            _ => None,
+        };
+        assert_eq!(choose_version(Kind::VirtualService, listed), Some("v1"));
+        assert_eq!(choose_version(Kind::ServiceEntry, listed), Some("v1beta1"));
+        assert_eq!(choose_version(Kind::HttpRoute, |_| None), None);
+    }
+
+    #[test]
+    fn reference_grant_in_v1beta1_when_v1_lacks_it() {
+        let v1 = names(&["httproutes", "gateways"]);
+        let beta = names(&["httproutes", "referencegrants"]);
+        let listed = |v: &str| match v {
+            "v1" => Some(v1.as_slice()),
+            "v1beta1" => Some(beta.as_slice()),
+            _ => None,
+        };
+        assert_eq!(choose_version(Kind::HttpRoute, listed), Some("v1"));
+        assert_eq!(choose_version(Kind::ReferenceGrant, listed), Some("v1beta1"));
+    }
+
+    #[test]
+    fn served_resource_and_object() {
+        let served = Served::new(Kind::DestinationRule, "v1beta1");
+        assert_eq!(served.api_version(), "networking.istio.io/v1beta1");
+        assert_eq!(served.resource.plural, "destinationrules");
+        assert_eq!(Served::new(Kind::Service, "v1").api_version(), "v1");
+
+        let dynamic: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "r", "namespace": "shop", "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"host": "reviews"}
+        }))
+        .expect("dynamic");
+        let object = to_object(&served, dynamic).expect("object");
+        assert_eq!(object.key.to_string(), "DestinationRule shop/r");
+        assert_eq!(object.raw["apiVersion"], "networking.istio.io/v1beta1");
+        assert!(object.raw["metadata"].get("managedFields").is_none());
+        assert_eq!(object.raw["spec"]["host"], "reviews");
+    }
+}

@@ -1,0 +1,156 @@
+//! Live mode assembled: the index, the re-reader, leader election and the
+//! generator controller, started together; what the server needs from them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tokio::task::JoinHandle;
+
+use crate::admission::SnapshotSource;
+use crate::model::Kind;
+use crate::policy::{Engine, Snapshot};
+
+use super::controller::{self, Controller, ControllerSettings};
+use super::lease::{self, Timing};
+use super::metrics::ClusterStatus;
+use super::reread::{REREAD_TIMEOUT, Rereader};
+use super::watch::{self, Index, WatchSettings};
+
+/// How live mode runs.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// Namespaces to watch; empty: all.
+    pub namespaces: Vec<String>,
+    /// Run the generator controller (with leader election).
+    pub generate: bool,
+    /// The Lease's name and namespace.
+    pub lease_name: String,
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease.
+    pub identity: String,
+    /// How often a kind whose CRD is absent is looked up again.
+    pub rediscover_every: Duration,
+    /// Deadline of the re-reads on the admission path.
+    pub reread_timeout: Duration,
+    pub controller: ControllerSettings,
+    pub lease: Timing,
+}
+
+impl LiveSettings {
+    /// Defaults for a Lease `lease_name` in `lease_namespace`.
+    pub fn new(lease_name: &str, lease_namespace: &str) -> LiveSettings {
+        LiveSettings {
+            namespaces: Vec::new(),
+            generate: true,
+            lease_name: lease_name.to_string(),
+            lease_namespace: lease_namespace.to_string(),
+            identity: super::identity(),
+            rediscover_every: Duration::from_secs(30),
+            reread_timeout: REREAD_TIMEOUT,
+            controller: ControllerSettings::default(),
+            lease: Timing::default(),
+        }
+    }
+}
+
+/// Live mode, running. Dropping it stops every task.
+#[derive(Debug)]
+pub struct Live {
+    index: Index,
+    rereader: Rereader,
+    generate: bool,
+    lease: Option<(Api<Lease>, String, String)>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop_tasks();
+    }
+}
+
+impl Live {
+    /// Starts watching (and, with `generate`, electing and reconciling). Must run inside a Tokio runtime.
+    pub fn start(client: kube::Client, engine: Arc<Engine>, settings: LiveSettings) -> Live {
+        let status = Arc::new(ClusterStatus::new(&Kind::ALL));
+        let empty = Snapshot::for_policy(engine.policy());
+        let watch_settings =
+            WatchSettings { namespaces: settings.namespaces.clone(), rediscover_every: settings.rediscover_every };
+        let index = watch::start(client.clone(), empty, watch_settings, status.clone());
+        let rereader = Rereader::new(client.clone(), status.clone(), settings.reread_timeout);
+        let mut tasks = Vec::new();
+        let mut lease_api = None;
+        if settings.generate {
+            let api: Api<Lease> = Api::namespaced(client.clone(), &settings.lease_namespace);
+            let election = lease::run(
+                api.clone(),
+                settings.lease_name.clone(),
+                settings.identity.clone(),
+                status.clone(),
+                settings.lease,
+            );
+            tasks.push(tokio::spawn(election));
+            lease_api = Some((api, settings.lease_name.clone(), settings.identity.clone()));
+            let controller = Controller::new(client, engine, index.live.clone(), status, &settings.identity);
+            tasks.push(controller::spawn(controller, index.publishes.clone(), settings.controller));
+        }
+        Live { index, rereader, generate: settings.generate, lease: lease_api, tasks: Mutex::new(tasks) }
+    }
+
+    /// The snapshot source admission judges against.
+    pub fn source(&self) -> Arc<dyn SnapshotSource> {
+        self.index.live.clone()
+    }
+
+    /// True once every present kind completed its first list (`/readyz`).
+    pub fn is_synced(&self) -> bool {
+        self.index.status.is_synced()
+    }
+
+    /// Sync state and counters.
+    pub fn status(&self) -> &Arc<ClusterStatus> {
+        &self.index.status
+    }
+
+    /// The re-reader of the admission path.
+    pub fn rereader(&self) -> &Rereader {
+        &self.rereader
+    }
+
+    /// True when the generator controller runs (some replica will create generated subsets).
+    pub fn generates(&self) -> bool {
+        self.generate
+    }
+
+    fn stop_tasks(&self) {
+        let mut tasks = match self.tasks.lock() {
+            Ok(tasks) => tasks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// The Prometheus text of live mode.
+    pub fn render_metrics(&self) -> String {
+        self.index.status.render(&self.index.live.current())
+    }
+
+    /// Stops reconciling and gives the Lease up so another replica takes over at once.
+    pub async fn shutdown(&self) {
+        self.stop_tasks();
+        if let Some((api, name, identity)) = &self.lease
+            && self.index.status.is_leader()
+        {
+            self.index.status.set_leader(false);
+            if let Err(e) = lease::release(api, name, identity).await {
+                tracing::warn!(error = %e, "cannot release the lease; another replica takes over when it expires");
+            } else {
+                tracing::info!(lease = %name, "lease released");
+            }
+        }
+    }
+}

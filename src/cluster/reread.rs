@@ -1,0 +1,308 @@
+//! Ordering races on the admission path: `kubectl apply -f dir/` sends the
+//! VirtualService a moment after the DestinationRule it needs, and the watch
+//! lags by milliseconds. Before refusing for a missing subset, host or
+//! backend (RG103, RG104, RG107), the objects involved are re-read from the
+//! API server (one short deadline for all), put into a copy of the snapshot,
+//! and the request judged again; it is refused only if still missing.
+//!
+//! And a subset routeguard is about to generate (its Deployment exists, the
+//! controller runs) counts as present: the RG103 error becomes a warning.
+//!
+//! The re-read objects only serve this judgement; the index itself is
+//! updated by the watch alone (so a stale read can never overwrite it).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::ListParams;
+use kube::core::DynamicObject;
+use serde_json::Value;
+
+use crate::model::{FieldPath, Kind, Object, ObjectKey};
+use crate::policy::snapshot::virtual_service_hosts;
+use crate::policy::{Code, Engine, Finding, Severity, Snapshot, hosts};
+
+use super::index::{self, Op, Scope};
+use super::kinds::{self, Served};
+use super::metrics::{ClusterStatus, KindState};
+use super::{ClusterError, within};
+
+/// The default deadline for all re-reads of one request.
+pub const REREAD_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The codes whose refusal is worth a re-read.
+pub const CODES: [Code; 3] = [Code::RG103, Code::RG104, Code::RG107];
+
+/// One read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Read {
+    /// One object by name.
+    Get(ObjectKey),
+    /// Every object of a kind in a namespace.
+    List { kind: Kind, namespace: String },
+}
+
+/// True when the findings refuse the request for one of [`CODES`].
+pub fn worth_rereading(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.is_error() && CODES.contains(&f.code))
+}
+
+/// The reads that could turn the missing-object errors among `findings` about `object` around.
+pub fn plan(object: &Object, findings: &[Finding], snapshot: &Snapshot) -> BTreeSet<Read> {
+    let mut reads = BTreeSet::new();
+    let ns = object.namespace();
+    let domain = snapshot.domain();
+    let list = |kind, namespace: &str| Read::List { kind, namespace: namespace.to_string() };
+    for finding in findings.iter().filter(|f| f.is_error() && CODES.contains(&f.code)) {
+        match (object.kind(), finding.code) {
+            (Kind::VirtualService, Code::RG103 | Code::RG104) => {
+                let at = destination_at(object, &finding.path);
+                let hosts: Vec<String> = match at.as_ref().and_then(|d| d.get("host")).and_then(Value::as_str) {
+                    Some(host) => vec![host.to_string()],
+                    None => object
+                        .spec()
+                        .map(|vs| virtual_service_hosts(&vs).map(str::to_string).collect())
+                        .unwrap_or_default(),
+                };
+                for host in hosts {
+                    let host = hosts::qualify(&host, ns, domain);
+                    let service = hosts::split_service_host(&host, domain);
+                    if finding.code == Code::RG103 {
+                        reads.insert(list(Kind::DestinationRule, ns));
+                        reads.insert(list(Kind::DestinationRule, snapshot.root_namespace()));
+                        if let Some((_, service_ns)) = service {
+                            reads.insert(list(Kind::DestinationRule, service_ns));
+                            // For a subset about to be generated: the Service and its Deployments.
+                            reads.insert(list(Kind::Deployment, service_ns));
+                        }
+                    } else {
+                        reads.insert(list(Kind::ServiceEntry, ns));
+                        reads.insert(list(Kind::ServiceEntry, snapshot.root_namespace()));
+                    }
+                    if let Some((name, service_ns)) = service {
+                        reads.insert(Read::Get(ObjectKey {
+                            kind: Kind::Service,
+                            namespace: service_ns.into(),
+                            name: name.into(),
+                        }));
+                        if finding.code == Code::RG104 {
+                            reads.insert(list(Kind::ServiceEntry, service_ns));
+                        }
+                    }
+                }
+            }
+            (Kind::HttpRoute, Code::RG107) => {
+                let mut at = finding.path.clone();
+                if at.as_str().ends_with(".name") {
+                    at = at.parent().unwrap_or(at);
+                }
+                let Some(backend) = pointer(&at).and_then(|p| object.raw.pointer(&p).cloned()) else { continue };
+                let Some(name) = backend.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let target = backend.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty()).unwrap_or(ns);
+                reads.insert(Read::Get(ObjectKey { kind: Kind::Service, namespace: target.into(), name: name.into() }));
+                if target != ns {
+                    reads.insert(list(Kind::ReferenceGrant, target));
+                }
+            }
+            _ => {}
+        }
+    }
+    reads
+}
+
+/// The destination object around a finding's path (`...destination.subset` -> `...destination`).
+fn destination_at(object: &Object, path: &FieldPath) -> Option<Value> {
+    let parent = path.parent()?;
+    object.raw.pointer(&pointer(&parent)?).cloned()
+}
+
+/// A field path of plain keys and indexes as a JSON pointer (`spec.http[0]` -> `/spec/http/0`).
+pub fn pointer(path: &FieldPath) -> Option<String> {
+    let text = path.as_str();
+    if text.contains('"') {
+        return None;
+    }
+    let mut out = String::new();
+    for part in text.split('.') {
+        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        if !key.is_empty() {
+            out.push('/');
+            out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+        }
+        for index in indexes.split('[').filter(|s| !s.is_empty()) {
+            let index = index.strip_suffix(']')?;
+            index.parse::<usize>().ok()?;
+            out.push('/');
+            out.push_str(index);
+        }
+    }
+    Some(out)
+}
+
+/// What one read found.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// The object, or `None` when it does not exist.
+    Got(ObjectKey, Option<Object>),
+    /// The objects of a kind in a namespace.
+    Listed(Scope, Vec<Object>),
+}
+
+/// A copy of `snapshot` with what the reads found.
+pub fn with_found(snapshot: &Snapshot, found: Vec<Found>) -> Snapshot {
+    let mut copy = snapshot.clone();
+    for item in found {
+        let op = match item {
+            Found::Got(_, Some(object)) => Op::Upsert(object),
+            Found::Got(key, None) => Op::Delete(key),
+            Found::Listed(scope, objects) => Op::Replace { scope, objects },
+        };
+        index::apply(&mut copy, &op);
+    }
+    copy
+}
+
+/// Turns RG103 errors for subsets that routeguard is about to generate into warnings.
+/// `desired` is what the engine generates for the snapshot.
+pub fn pending_subsets(
+    findings: Vec<Finding>,
+    object: &Object,
+    snapshot: &Snapshot,
+    desired: &[Object],
+) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .map(|finding| {
+            if finding.code != Code::RG103 || !finding.is_error() || object.kind() != Kind::VirtualService {
+                return finding;
+            }
+            let Some(destination) = destination_at(object, &finding.path) else { return finding };
+            let host = destination.get("host").and_then(Value::as_str).unwrap_or_default();
+            let subset = destination.get("subset").and_then(Value::as_str).unwrap_or_default();
+            let host = hosts::qualify(host, object.namespace(), snapshot.domain());
+            let generated = desired.iter().any(|o| {
+                o.kind() == Kind::DestinationRule
+                    && o.raw
+                        .pointer("/spec/host")
+                        .and_then(Value::as_str)
+                        .map(|h| hosts::qualify(h, o.namespace(), snapshot.domain()))
+                        == Some(host.clone())
+                    && o.raw
+                        .pointer("/spec/subsets")
+                        .and_then(Value::as_array)
+                        .is_some_and(|list| list.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(subset)))
+            });
+            if !generated {
+                return finding;
+            }
+            let mut finding = finding.with_severity(Severity::Warning);
+            finding.message =
+                format!("subset \"{subset}\" of host {host} is not defined yet; routeguard is generating it");
+            finding
+        })
+        .collect()
+}
+
+/// Reads objects from the API server for the admission path.
+#[derive(Clone)]
+pub struct Rereader {
+    client: kube::Client,
+    status: Arc<ClusterStatus>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Rereader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rereader").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl Rereader {
+    /// Reads with `client`, in the versions `status` says the kinds are served in, all within `timeout`.
+    pub fn new(client: kube::Client, status: Arc<ClusterStatus>, timeout: Duration) -> Rereader {
+        Rereader { client, status, timeout }
+    }
+
+    fn served(&self, kind: Kind) -> Option<Served> {
+        if self.status.state(kind) == KindState::Absent {
+            return None;
+        }
+        let version = self.status.version(kind)?;
+        Some(Served::new(kind, version.rsplit('/').next().unwrap_or("v1")))
+    }
+
+    /// Runs the reads at once; the ones that fail or miss the deadline are left out.
+    pub async fn fetch(&self, reads: &BTreeSet<Read>) -> (Vec<Found>, usize) {
+        let calls = reads.iter().filter_map(|read| {
+            let kind = match read {
+                Read::Get(key) => key.kind,
+                Read::List { kind, .. } => *kind,
+            };
+            let served = self.served(kind)?;
+            Some(self.read(served, read.clone()))
+        });
+        let results = futures::future::join_all(calls).await;
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            tracing::warn!(error = %e, "re-read failed; judging without it");
+        }
+        self.status.reread(failed > 0);
+        (results.into_iter().filter_map(Result::ok).collect(), failed)
+    }
+
+    async fn read(&self, served: Served, read: Read) -> Result<Found, ClusterError> {
+        match read {
+            Read::Get(key) => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &key.namespace, &served.resource);
+                let got = within(&format!("re-read {key}"), self.timeout, api.get_opt(&key.name)).await?;
+                let object = got
+                    .map(|o| kinds::to_object(&served, o))
+                    .transpose()
+                    .map_err(|e| ClusterError::Invalid { what: format!("re-read {key}"), message: e.to_string() })?;
+                Ok(Found::Got(key, object))
+            }
+            Read::List { kind, namespace } => {
+                let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &namespace, &served.resource);
+                let what = format!("re-read {kind} in {namespace}");
+                let list = within(&what, self.timeout, api.list(&ListParams::default())).await?;
+                let objects = list.items.into_iter().filter_map(|o| kinds::to_object(&served, o).ok()).collect();
+                Ok(Found::Listed(Scope { kind, namespace: Some(namespace) }, objects))
+            }
+        }
+    }
+
+    /// Re-reads what the refusal depends on and returns the findings judged again
+    /// (with subsets about to be generated as warnings when `generating`).
+    /// `judge` runs the engine against a snapshot.
+    pub async fn recheck(
+        &self,
+        engine: &Engine,
+        snapshot: &Snapshot,
+        object: &Object,
+        findings: &[Finding],
+        generating: bool,
+        judge: impl Fn(&Snapshot) -> Vec<Finding>,
+    ) -> Option<Vec<Finding>> {
+        let reads = plan(object, findings, snapshot);
+        if reads.is_empty() {
+            return None;
+        }
+        let (found, _) = self.fetch(&reads).await;
+        let fresh = with_found(snapshot, found);
+        let mut again = judge(&fresh);
+        if generating && again.iter().any(|f| f.code == Code::RG103 && f.is_error()) {
+            let desired = engine.generate(&fresh);
+            again = pending_subsets(again, object, &fresh, &desired);
+        }
+        Some(again)
+    }
+}
+
+#[cfg(test)]
+#[path = "reread/tests.rs"]
+mod tests;

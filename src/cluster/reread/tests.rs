@@ -1,0 +1,135 @@
+use super::*;
+use crate::policy::{Change, Policy};
+use serde_json::json;
+
+fn object(raw: Value) -> Object {
+    Object::from_value(raw, "shop").expect("object")
+}
+
+fn vs(host: &str, subset: &str) -> Object {
+    object(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "shop"},
+        "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": host, "subset": subset}}]}]}
+    }))
+}
+
+fn service() -> Object {
+    object(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "shop"},
+                  "spec": {"selector": {"app": "reviews"}, "ports": [{"port": 9080}]}}))
+}
+
+fn rule(subsets: &[&str]) -> Object {
+    let subsets: Vec<Value> = subsets.iter().map(|s| json!({"name": s, "labels": {"version": s}})).collect();
+    object(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                  "metadata": {"name": "reviews", "namespace": "shop"},
+                  "spec": {"host": "reviews", "subsets": subsets}}))
+}
+
+fn deployment(version: &str) -> Object {
+    object(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": format!("reviews-{version}"), "namespace": "shop"},
+                  "spec": {"template": {"metadata": {"labels": {"app": "reviews", "version": version}}}}}))
+}
+
+fn judge(snapshot: &Snapshot, object: &Object) -> Vec<Finding> {
+    Engine::default().validate(snapshot, &Change::create(object))
+}
+
+#[test]
+fn field_paths_become_pointers() {
+    assert_eq!(
+        pointer(&FieldPath::new("spec.http[0].route[12].destination")).as_deref(),
+        Some("/spec/http/0/route/12/destination")
+    );
+    assert_eq!(pointer(&FieldPath::new("spec")).as_deref(), Some("/spec"));
+    assert_eq!(pointer(&FieldPath::root()).as_deref(), Some(""));
+    assert_eq!(pointer(&FieldPath::new("metadata.labels[\"a/b\"]")), None);
+    assert_eq!(pointer(&FieldPath::new("spec.x[a]")), None);
+}
+
+#[test]
+fn plans_reads_for_a_missing_subset() {
+    let snapshot = Snapshot::from_objects(&Policy::default(), vec![service()]);
+    let route = vs("reviews", "v2");
+    let findings = judge(&snapshot, &route);
+    assert!(worth_rereading(&findings), "{findings:?}");
+    let reads: Vec<Read> = plan(&route, &findings, &snapshot).into_iter().collect();
+    let list = |kind, ns: &str| Read::List { kind, namespace: ns.into() };
+    assert_eq!(
+        reads,
+        vec![
+            Read::Get(ObjectKey { kind: Kind::Service, namespace: "shop".into(), name: "reviews".into() }),
+            list(Kind::DestinationRule, "istio-system"),
+            list(Kind::DestinationRule, "shop"),
+            list(Kind::Deployment, "shop"),
+        ]
+    );
+}
+
+#[test]
+fn plans_reads_for_a_missing_host_and_backend() {
+    let snapshot = Snapshot::for_policy(&Policy::default());
+    let route = object(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "r", "namespace": "shop"},
+        "spec": {"hosts": ["x"], "http": [{"route": [{"destination": {"host": "ratings.data.svc.cluster.local"}}]}]}
+    }));
+    let findings = judge(&snapshot, &route);
+    let reads = plan(&route, &findings, &snapshot);
+    assert!(
+        reads.contains(&Read::Get(ObjectKey { kind: Kind::Service, namespace: "data".into(), name: "ratings".into() })),
+        "{reads:?}"
+    );
+    assert!(reads.contains(&Read::List { kind: Kind::ServiceEntry, namespace: "shop".into() }));
+
+    let http = object(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "h", "namespace": "web"},
+        "spec": {"rules": [{"backendRefs": [{"name": "ratings", "namespace": "data", "port": 80}]}]}
+    }));
+    let findings = judge(&snapshot, &http);
+    assert!(worth_rereading(&findings), "{findings:?}");
+    let reads: Vec<Read> = plan(&http, &findings, &snapshot).into_iter().collect();
+    assert_eq!(
+        reads,
+        vec![
+            Read::Get(ObjectKey { kind: Kind::Service, namespace: "data".into(), name: "ratings".into() }),
+            Read::List { kind: Kind::ReferenceGrant, namespace: "data".into() },
+        ]
+    );
+}
+
+#[test]
+fn found_objects_turn_the_refusal_around() {
+    let snapshot = Snapshot::from_objects(&Policy::default(), vec![service(), rule(&["v1"])]);
+    let route = vs("reviews", "v2");
+    assert!(judge(&snapshot, &route).iter().any(|f| f.code == Code::RG103 && f.is_error()));
+    let scope = Scope { kind: Kind::DestinationRule, namespace: Some("shop".into()) };
+    let fresh = with_found(&snapshot, vec![Found::Listed(scope, vec![rule(&["v1", "v2"])])]);
+    assert!(!judge(&fresh, &route).iter().any(Finding::is_error));
+    assert_eq!(snapshot.len(), 2, "the original snapshot is untouched");
+
+    // A Get that finds nothing removes a stale entry.
+    let key = service().key;
+    let fresh = with_found(&snapshot, vec![Found::Got(key.clone(), None)]);
+    assert!(fresh.get(&key).is_none());
+}
+
+#[test]
+fn a_subset_about_to_be_generated_is_a_warning() {
+    let snapshot = Snapshot::from_objects(&Policy::default(), vec![service(), deployment("v1"), deployment("v2")]);
+    let engine = Engine::default();
+    let route = vs("reviews", "v2");
+    let findings = judge(&snapshot, &route);
+    let desired = engine.generate(&snapshot);
+    let out = pending_subsets(findings, &route, &snapshot, &desired);
+    let f = out.iter().find(|f| f.code == Code::RG103).expect("rg103");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("routeguard is generating it"), "{}", f.message);
+
+    // No Deployment of v3: still an error.
+    let route = vs("reviews", "v3");
+    let out = pending_subsets(judge(&snapshot, &route), &route, &snapshot, &desired);
+    assert!(out.iter().any(|f| f.code == Code::RG103 && f.is_error()));
+}

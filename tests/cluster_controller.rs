@@ -1,0 +1,319 @@
+//! The generator controller and leader election against a fake API server:
+//! the exact server-side apply requests, prune with preconditions, Events,
+//! 409 and 403 answers, a follower that never writes, the Lease requests.
+
+mod cluster_fake;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use cluster_fake::{Fake, Override, Recorded, deployment, deployments, rules, service, services};
+use routeguard::cluster::controller::ControllerSettings;
+use routeguard::cluster::lease::Timing;
+use routeguard::cluster::live::{Live, LiveSettings};
+use routeguard::policy::Engine;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn settings(identity: &str) -> LiveSettings {
+    let mut settings = LiveSettings::new("routeguard", "rg");
+    settings.identity = identity.to_string();
+    settings.rediscover_every = Duration::from_millis(200);
+    settings.controller = ControllerSettings {
+        debounce: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+        resync: Duration::from_secs(2),
+    };
+    settings.lease = Timing {
+        duration: Duration::from_secs(2),
+        renew_every: Duration::from_millis(300),
+        renew_deadline: Duration::from_secs(1),
+        retry_every: Duration::from_millis(200),
+    };
+    settings
+}
+
+fn start(fake: &Fake, identity: &str) -> Live {
+    Live::start(fake.client(), Arc::new(Engine::default()), settings(identity))
+}
+
+fn shop(fake: &Fake) {
+    fake.serve_all();
+    fake.put(&services("shop"), service("reviews", "shop", "reviews"));
+    fake.put(&deployments("shop"), deployment("reviews-v1", "shop", "reviews", "v1"));
+}
+
+fn applies(fake: &Fake) -> Vec<Recorded> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.content_type.starts_with("application/apply-patch"))
+        .collect()
+}
+
+fn without_hash(mut body: Value) -> Value {
+    if let Some(a) = body.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        a.remove("routeguard.io/applied-hash");
+        if a.is_empty() {
+            body["metadata"].as_object_mut().map(|m| m.remove("annotations"));
+        }
+    }
+    body
+}
+
+#[tokio::test]
+async fn applies_generated_objects_with_exact_requests() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    let svc_uid = fake.get(&services("shop"), "reviews").expect("svc")["metadata"]["uid"].clone();
+    let dep_uid = fake.get(&deployments("shop"), "reviews-v1").expect("dep")["metadata"]["uid"].clone();
+    let live = start(&fake, "me");
+    assert!(fake.eventually(WAIT, || applies(&fake).len() >= 2).await, "{:?}", fake.requests());
+    assert!(live.status().is_leader());
+
+    let writes = applies(&fake);
+    let rule = writes.iter().find(|r| r.path.contains("destinationrules")).expect("rule applied");
+    assert_eq!(rule.path, "/apis/networking.istio.io/v1/namespaces/shop/destinationrules/reviews");
+    assert_eq!(rule.query_pairs(), ["fieldManager=routeguard", "force=true"]);
+    assert_eq!(rule.content_type, "application/apply-patch+yaml");
+    assert!(!rule.query.contains("dryRun"));
+    assert_eq!(
+        without_hash(rule.body.clone()),
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": "shop",
+                "labels": {"app.kubernetes.io/managed-by": "routeguard", "routeguard.io/service": "reviews"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "reviews", "uid": svc_uid}]},
+            "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}
+        })
+    );
+    let svc = writes.iter().find(|r| r.path.contains("/services/")).expect("service applied");
+    assert_eq!(svc.path, "/api/v1/namespaces/shop/services/reviews-v1");
+    assert_eq!(svc.query_pairs(), ["fieldManager=routeguard", "force=true"]);
+    assert_eq!(
+        without_hash(svc.body.clone()),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews-v1", "namespace": "shop",
+                "labels": {"app.kubernetes.io/managed-by": "routeguard", "routeguard.io/service": "reviews"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1", "uid": dep_uid}]},
+            "spec": {"type": "ClusterIP", "selector": {"app": "reviews", "version": "v1"},
+                     "ports": [{"name": "http", "port": 9080, "targetPort": 9080}]}
+        })
+    );
+    // Events on what was created.
+    assert!(
+        fake.eventually(WAIT, || fake.requests().iter().any(|r| r.method == "POST"
+            && r.path == "/apis/events.k8s.io/v1/namespaces/shop/events"
+            && r.body["reason"] == "Created"
+            && r.body["regarding"]["name"] == "reviews-v1"
+            && r.body["reportingController"] == "routeguard"))
+            .await
+    );
+
+    // Idempotent: after the watch brings them back, nothing more is written.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let count = applies(&fake).len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(applies(&fake).len(), count, "steady state writes nothing");
+
+    // A new version: subset and Service within a second.
+    let started = Instant::now();
+    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
+    assert!(fake.eventually(WAIT, || fake.get(&services("shop"), "reviews-v2").is_some()).await);
+    assert!(
+        fake.eventually(WAIT, || {
+            fake.get(&rules("shop"), "reviews")
+                .is_some_and(|r| r["spec"]["subsets"].as_array().is_some_and(|s| s.len() == 2))
+        })
+        .await
+    );
+    let took = started.elapsed();
+    println!("new version's subset and Service after {took:?}");
+    // The goal is one second; the bound leaves room for a loaded CI machine.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[tokio::test]
+async fn prunes_with_preconditions_and_keeps_what_routes_use() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
+    let live = start(&fake, "me");
+    assert!(fake.eventually(WAIT, || fake.get(&services("shop"), "reviews-v2").is_some()).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fake.clear_requests();
+
+    let stored = fake.get(&services("shop"), "reviews-v2").expect("stored");
+    fake.remove(&deployments("shop"), "reviews-v2", false);
+    assert!(fake.eventually(WAIT, || fake.get(&services("shop"), "reviews-v2").is_none()).await, "pruned");
+    let delete = fake.requests().into_iter().find(|r| r.method == "DELETE").expect("delete");
+    assert_eq!(delete.path, "/api/v1/namespaces/shop/services/reviews-v2");
+    assert_eq!(delete.body["preconditions"]["uid"], stored["metadata"]["uid"]);
+    assert_eq!(delete.body["preconditions"]["resourceVersion"], stored["metadata"]["resourceVersion"]);
+    assert_eq!(delete.body["propagationPolicy"], "Background");
+    assert!(
+        fake.eventually(WAIT, || fake
+            .get(&rules("shop"), "reviews")
+            .is_some_and(|r| r["spec"]["subsets"].as_array().is_some_and(|s| s.len() == 1)))
+            .await,
+        "subset v2 pruned"
+    );
+
+    // v1 loses its Deployment but a VirtualService routes to it: kept.
+    fake.put(
+        &cluster_fake::virtual_services("shop"),
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews"},
+        "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]}}),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.remove(&deployments("shop"), "reviews-v1", false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rule = fake.get(&rules("shop"), "reviews").expect("rule kept");
+    assert_eq!(rule["spec"]["subsets"][0]["name"], "v1");
+    drop(live);
+}
+
+#[tokio::test]
+async fn conflicts_are_retried_and_forbidden_writes_reported() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    let path = "/api/v1/namespaces/shop/services/reviews-v1";
+    fake.add_override(Override::status(Method::PATCH, path, 409, "Conflict").times(1));
+    fake.add_override(Override::status(
+        Method::PATCH,
+        "/apis/networking.istio.io/v1/namespaces/shop/destinationrules/reviews",
+        403,
+        "Forbidden",
+    ));
+    let live = start(&fake, "me");
+    assert!(fake.eventually(WAIT, || fake.get(&services("shop"), "reviews-v1").is_some()).await, "retried after 409");
+    let attempts = fake.requests().iter().filter(|r| r.method == "PATCH" && r.path == path).count();
+    assert!(attempts >= 2);
+    assert!(
+        fake.eventually(WAIT, || fake.requests().iter().any(|r| r.method == "POST"
+            && r.path.ends_with("/events")
+            && r.body["type"] == "Warning"
+            && r.body["reason"] == "GenerateFailed"
+            && r.body["regarding"]["kind"] == "DestinationRule"))
+            .await,
+        "a Warning Event about the DestinationRule it cannot create"
+    );
+    let metrics = live.render_metrics();
+    assert!(!metrics.contains("routeguard_cluster_reconcile_errors_total 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn apply_timeouts_do_not_block_the_controller_forever() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    let path = "/api/v1/namespaces/shop/services/reviews-v1";
+    // The first apply hangs past the call deadline (5 s); the next one works.
+    fake.add_override(Override::status(Method::PATCH, path, 0, "").delay(Duration::from_secs(7)).times(1));
+    let _live = start(&fake, "me");
+    assert!(fake.eventually(Duration::from_secs(15), || fake.get(&services("shop"), "reviews-v1").is_some()).await);
+}
+
+#[tokio::test]
+async fn only_the_lease_holder_writes() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    fake.put(
+        "/apis/coordination.k8s.io/v1/namespaces/rg/leases",
+        json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "routeguard"},
+        "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 2, "renewTime": now}}),
+    );
+    let live = start(&fake, "me");
+    assert!(fake.eventually(WAIT, || live.is_synced()).await);
+    // someone-else keeps renewing.
+    for _ in 0..8 {
+        let mut lease = fake.get("/apis/coordination.k8s.io/v1/namespaces/rg/leases", "routeguard").expect("lease");
+        lease["spec"]["renewTime"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+        fake.put("/apis/coordination.k8s.io/v1/namespaces/rg/leases", lease);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!live.status().is_leader());
+    assert!(applies(&fake).is_empty(), "a follower never writes");
+
+    // someone-else stops renewing: after the lease duration we take over (PUT with its resourceVersion) and reconcile.
+    let seen = fake.get("/apis/coordination.k8s.io/v1/namespaces/rg/leases", "routeguard").expect("lease");
+    assert!(fake.eventually(WAIT, || live.status().is_leader()).await, "took over");
+    let put = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path == "/apis/coordination.k8s.io/v1/namespaces/rg/leases/routeguard")
+        .expect("update");
+    assert_eq!(put.body["metadata"]["resourceVersion"], seen["metadata"]["resourceVersion"]);
+    assert_eq!(put.body["spec"]["holderIdentity"], "me");
+    assert_eq!(put.body["spec"]["leaseTransitions"], 1);
+    assert!(fake.eventually(WAIT, || !applies(&fake).is_empty()).await);
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    let a = start(&fake, "a");
+    let b = start(&fake, "b");
+    assert!(fake.eventually(WAIT, || a.status().is_leader() || b.status().is_leader()).await);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(a.status().is_leader() != b.status().is_leader(), "exactly one leads");
+    let creates: Vec<Recorded> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/apis/coordination.k8s.io/v1/namespaces/rg/leases")
+        .collect();
+    assert!(!creates.is_empty());
+    assert_eq!(creates[0].body["metadata"]["name"], "routeguard");
+    assert_eq!(creates[0].body["spec"]["leaseDurationSeconds"], 2);
+
+    // The leader shuts down and releases: the other takes over quickly.
+    let (leader, other) = if a.status().is_leader() { (a, b) } else { (b, a) };
+    leader.shutdown().await;
+    drop(leader);
+    assert!(fake.eventually(Duration::from_secs(3), || other.status().is_leader()).await);
+}
+
+#[tokio::test]
+async fn an_opted_in_rule_gets_only_missing_subsets() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
+    let mine = fake.put(
+        &rules("shop"),
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "mine", "annotations": {"routeguard.io/manage-subsets": "true"}},
+        "spec": {"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                 "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}),
+    );
+    let _live = start(&fake, "me");
+    assert!(
+        fake.eventually(WAIT, || fake
+            .get(&rules("shop"), "mine")
+            .is_some_and(|r| r["spec"]["subsets"].as_array().is_some_and(|s| s.len() == 2)))
+            .await
+    );
+    let patch = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH" && r.path.ends_with("/destinationrules/mine"))
+        .expect("patch");
+    assert_eq!(patch.content_type, "application/json-patch+json");
+    assert_eq!(patch.query_pairs(), ["fieldManager=routeguard"]);
+    assert_eq!(
+        patch.body,
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": mine["metadata"]["resourceVersion"]},
+            {"op": "add", "path": "/spec/subsets/-", "value": {"name": "v2", "labels": {"version": "v2"}}},
+            {"op": "add", "path": "/metadata/annotations/routeguard.io~1generated-subsets", "value": "v2"}
+        ])
+    );
+    let rule = fake.get(&rules("shop"), "mine").expect("rule");
+    assert_eq!(rule["spec"]["trafficPolicy"]["tls"]["mode"], "ISTIO_MUTUAL", "the rest untouched");
+    assert!(fake.get(&rules("shop"), "reviews").is_none(), "no managed rule next to the user's");
+    assert!(!fake.writes().iter().any(|w| w.path.contains("/destinationrules/reviews")));
+}
