@@ -23,6 +23,30 @@ pub enum Command {
     Render(InputArgs),
     /// Run the admission webhook over HTTPS.
     Serve(ServeArgs),
+    /// Development certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `routeguard certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Make a development CA and a serving certificate (ca.crt, tls.crt, tls.key) in a folder.
+    Generate(CertsGenerateArgs),
+}
+
+/// `routeguard certs generate`.
+#[derive(Debug, Args)]
+pub struct CertsGenerateArgs {
+    /// Folder to write ca.crt, tls.crt and tls.key into (created if missing; existing files are replaced).
+    #[arg(long, env = "ROUTEGUARD_CERT_DIR", default_value = "certs")]
+    pub dir: PathBuf,
+    /// Service name of the webhook: the certificate is for it, `<name>.<namespace>` and `<name>.<namespace>.svc`.
+    #[arg(long, env = "ROUTEGUARD_SERVICE_NAME", default_value = "routeguard")]
+    pub service_name: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, env = "ROUTEGUARD_SERVICE_NAMESPACE", default_value = "routeguard")]
+    pub service_namespace: String,
 }
 
 /// Which manifests, under which policy.
@@ -172,7 +196,8 @@ mod tests {
     #[test]
     fn every_flag_has_long_env_and_help() {
         let cmd = Cli::command();
-        for sub in cmd.get_subcommands() {
+        let nested = cmd.get_subcommands().flat_map(|c| c.get_subcommands());
+        for sub in cmd.get_subcommands().chain(nested) {
             for arg in sub.get_arguments() {
                 if arg.is_positional() || arg.get_id() == "help" || arg.get_id() == "version" {
                     continue;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use routeguard::check;
-use routeguard::cli::{Cli, Command, OutputFormat};
+use routeguard::cli::{CertsCommand, Cli, Command, OutputFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,6 +38,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Certs(CertsCommand::Generate(args)) => {
+            match routeguard::server::certs::generate_into(&args.dir, &args.service_name, &args.service_namespace) {
+                Ok(files) => {
+                    let names = routeguard::server::certs::serving_names(&args.service_name, &args.service_namespace);
+                    print_out(&format!(
+                        "CA {}\ncertificate {} for {}\nkey {}\n",
+                        files.ca.display(),
+                        files.cert.display(),
+                        names.join(", "),
+                        files.key.display()
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("routeguard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

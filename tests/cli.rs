@@ -684,3 +684,26 @@ fn mutated_manifests_never_crash() {
         }
     }
 }
+
+#[test]
+fn certs_generate_writes_a_ca_and_a_serving_pair() {
+    let dir = tempdir();
+    let out = run(
+        dir.path(),
+        &["certs", "generate", "--dir", "dev-certs", "--service-name", "rg", "--service-namespace", "ops"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("for localhost, 127.0.0.1, rg, rg.ops, rg.ops.svc"), "{}", stdout(&out));
+    for (file, marker) in
+        [("ca.crt", "BEGIN CERTIFICATE"), ("tls.crt", "BEGIN CERTIFICATE"), ("tls.key", "PRIVATE KEY")]
+    {
+        let text = std::fs::read_to_string(dir.path().join("dev-certs").join(file)).expect(file);
+        assert!(text.contains(marker), "{file}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("dev-certs/tls.key")).expect("key").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is private");
+    }
+}
