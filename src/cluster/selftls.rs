@@ -166,38 +166,51 @@ impl SelfTls {
     /// Puts `ca_bundle` into every webhook of both configurations that lacks it.
     /// A configuration that does not exist (yet) is skipped.
     pub async fn patch_webhooks(&self, ca_bundle: &str) -> Result<usize, ClusterError> {
-        let mut patched = 0;
-        if !self.settings.mutating_webhook.is_empty() {
-            let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-            let name = &self.settings.mutating_webhook;
-            if let Some(config) = within("get mutatingwebhookconfiguration", CALL_TIMEOUT, api.get_opt(name)).await? {
-                let current: Vec<(String, Option<Vec<u8>>)> = config
-                    .webhooks
+        let mutating =
+            self.patch_config(&self.settings.mutating_webhook, ca_bundle, |c: MutatingWebhookConfiguration| {
+                c.webhooks
                     .unwrap_or_default()
                     .into_iter()
                     .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-                    .collect();
-                patched += self.patch_one(&api, name, &current, ca_bundle).await?;
-            } else {
-                tracing::warn!(name = %name, "MutatingWebhookConfiguration not found; CA bundle not patched yet");
-            }
-        }
-        if !self.settings.validating_webhook.is_empty() {
-            let api: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-            let name = &self.settings.validating_webhook;
-            if let Some(config) = within("get validatingwebhookconfiguration", CALL_TIMEOUT, api.get_opt(name)).await? {
-                let current: Vec<(String, Option<Vec<u8>>)> = config
-                    .webhooks
+                    .collect()
+            });
+        let validating =
+            self.patch_config(&self.settings.validating_webhook, ca_bundle, |c: ValidatingWebhookConfiguration| {
+                c.webhooks
                     .unwrap_or_default()
                     .into_iter()
                     .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-                    .collect();
-                patched += self.patch_one(&api, name, &current, ca_bundle).await?;
-            } else {
-                tracing::warn!(name = %name, "ValidatingWebhookConfiguration not found; CA bundle not patched yet");
+                    .collect()
+            });
+        Ok(mutating.await? + validating.await?)
+    }
+
+    /// Puts `ca_bundle` into the webhooks of one configuration (none when `name` is empty).
+    async fn patch_config<K>(
+        &self,
+        name: &str,
+        ca_bundle: &str,
+        webhooks: impl FnOnce(K) -> Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<usize, ClusterError>
+    where
+        K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        if name.is_empty() {
+            return Ok(0);
+        }
+        let kind = K::kind(&K::DynamicType::default()).to_string();
+        let api: Api<K> = Api::all(self.client.clone());
+        match within(&format!("get {}", kind.to_ascii_lowercase()), CALL_TIMEOUT, api.get_opt(name)).await? {
+            Some(config) => self.patch_one(&api, name, &webhooks(config), ca_bundle).await,
+            None => {
+                tracing::warn!(name = %name, kind = %kind, "webhook configuration not found; CA bundle not patched yet");
+                Ok(0)
             }
         }
-        Ok(patched)
     }
 
     async fn patch_one<K>(
