@@ -119,10 +119,20 @@ pub fn load_policy(path: Option<&Path>) -> Result<Policy, CheckError> {
 
 /// Mutates, generates and checks loaded manifests.
 pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
+    check_with_snapshot(engine, loaded).0
+}
+
+/// [`check`], also returning the snapshot it checked against (the mutated
+/// objects and the generated ones) and, for object keys that occur more than
+/// once, the last mutated version when a later occurrence was not mutated.
+fn check_with_snapshot(engine: &Engine, loaded: Vec<Loaded>) -> (Report, Snapshot, Vec<Object>) {
     let mut report = Report { objects: loaded.len(), ..Report::default() };
     let mut sources: BTreeMap<ObjectKey, Source> = BTreeMap::new();
     let mut objects = Vec::with_capacity(loaded.len());
     let mut raw_findings: Vec<Finding> = Vec::new();
+    // Per key: the index in `report.mutated` of the last mutated version, and
+    // whether the last occurrence was it.
+    let mut last_mutated: BTreeMap<ObjectKey, (usize, bool)> = BTreeMap::new();
     for Loaded { mut object, source } in loaded {
         let mutation = engine.mutate(&object, None);
         raw_findings.extend(engine.policy().apply(mutation.findings, None));
@@ -137,16 +147,24 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
                     format!("the version-label patch does not apply: {e}"),
                 )),
             }
+            last_mutated.insert(object.key.clone(), (report.mutated.len(), true));
             report.mutated.push(object.clone());
+        } else if let Some((_, last)) = last_mutated.get_mut(&object.key) {
+            *last = false;
         }
         sources.insert(object.key.clone(), source);
         objects.push(object);
     }
-    let mut snapshot = Snapshot::from_objects(engine.policy(), objects.iter().cloned());
+    let mut snapshot = Snapshot::for_policy(engine.policy());
+    for object in &objects {
+        snapshot.upsert_from(object);
+    }
     report.generated = engine.generate(&snapshot);
     for object in &report.generated {
-        snapshot.upsert(object.clone());
+        snapshot.upsert_from(object);
     }
+    let stale: Vec<Object> =
+        last_mutated.into_values().filter(|(_, last)| !last).map(|(i, _)| report.mutated[i].clone()).collect();
     // A generated object that replaces a loaded one (a DestinationRule whose
     // subsets routeguard manages) is checked in its generated form.
     let generated_keys: std::collections::BTreeSet<&ObjectKey> = report.generated.iter().map(|o| &o.key).collect();
@@ -178,7 +196,7 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
     report.findings.sort_by(|a, b| {
         (a.file.is_none(), &a.file, a.line, &a.finding.code).cmp(&(b.file.is_none(), &b.file, b.line, &b.finding.code))
     });
-    report
+    (report, snapshot, stale)
 }
 
 /// The snapshot a set of manifests makes once mutated and completed with the
@@ -189,10 +207,15 @@ pub fn snapshot_from_paths(
     namespace: &str,
 ) -> Result<Snapshot, CheckError> {
     let loaded = manifest::load_paths(paths, namespace)?;
-    let report = check(engine, loaded.clone());
-    let mutated: BTreeMap<&ObjectKey, &Object> = report.mutated.iter().map(|o| (&o.key, o)).collect();
-    let objects = loaded.iter().map(|l| mutated.get(&l.object.key).copied().unwrap_or(&l.object).clone());
-    Ok(Snapshot::from_objects(engine.policy(), objects.chain(report.generated)))
+    // The snapshot `check` built is this one (loaded objects, each replaced by
+    // its mutated version, then the generated objects), except that for a key
+    // loaded twice the last mutated version wins over a later unmutated one.
+    let (report, mut snapshot, stale) = check_with_snapshot(engine, loaded);
+    let generated: std::collections::BTreeSet<&ObjectKey> = report.generated.iter().map(|o| &o.key).collect();
+    for object in stale.iter().filter(|o| !generated.contains(&o.key)) {
+        snapshot.upsert_from(object);
+    }
+    Ok(snapshot)
 }
 
 /// `routeguard check` / `render` from arguments to a report.

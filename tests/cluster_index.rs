@@ -65,8 +65,8 @@ async fn syncs_then_follows_events() {
     assert!(fake.eventually(WAIT, || !has(&index, Kind::Service, "shop", "reviews")).await);
     let vs = index.live.current();
     let entry = vs.get(&key(Kind::VirtualService, "shop", "reviews")).expect("vs");
-    assert_eq!(entry.object.raw["apiVersion"], "networking.istio.io/v1", "set from the served version");
-    assert!(entry.spec.is_some());
+    assert_eq!(entry.raw()["apiVersion"], "networking.istio.io/v1", "set from the served version");
+    assert!(entry.spec().is_some());
 
     let metrics = index.status.render(&index.live.current());
     assert!(metrics.contains("routeguard_cluster_objects{kind=\"VirtualService\"} 1"), "{metrics}");
@@ -108,7 +108,7 @@ async fn istio_falls_back_to_v1beta1() {
     assert!(fake.eventually(WAIT, || index.status.is_synced()).await);
     let snapshot = index.live.current();
     let entry = snapshot.get(&key(Kind::DestinationRule, "shop", "old")).expect("indexed");
-    assert_eq!(entry.object.raw["apiVersion"], "networking.istio.io/v1beta1");
+    assert_eq!(entry.raw()["apiVersion"], "networking.istio.io/v1beta1");
     let discovery: Vec<String> = fake
         .requests()
         .iter()

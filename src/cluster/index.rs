@@ -73,9 +73,10 @@ fn resource_version(raw: &Value) -> Option<&str> {
 /// True when the snapshot already holds exactly this version of the object.
 fn unchanged(snapshot: &Snapshot, object: &Object) -> bool {
     let Some(current) = snapshot.get(&object.key) else { return false };
-    match (resource_version(&current.object.raw), resource_version(&object.raw)) {
+    let current = current.raw();
+    match (resource_version(&current), resource_version(&object.raw)) {
         (Some(a), Some(b)) => a == b,
-        _ => current.object.raw == object.raw,
+        _ => current == object.raw,
     }
 }
 
@@ -280,10 +281,8 @@ mod tests {
     }
 
     fn keys(snapshot: &Snapshot) -> Vec<String> {
-        let mut keys: Vec<String> = snapshot
-            .entries()
-            .map(|e| format!("{} @{}", e.key(), e.object.raw["metadata"]["resourceVersion"]))
-            .collect();
+        let mut keys: Vec<String> =
+            snapshot.entries().map(|e| format!("{} @{}", e.key(), e.raw()["metadata"]["resourceVersion"])).collect();
         keys.sort();
         keys
     }

@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Kind, Object, ObjectKey, selects, string_map};
-use crate::policy::generate::{MANAGE_SUBSETS_ANNOTATION, SOURCE_SERVICE_LABEL, is_managed};
+use crate::model::{Kind, Labels, Object, ObjectKey, selects, string_map};
+use crate::policy::generate::{SOURCE_SERVICE_LABEL, is_managed};
 use crate::policy::snapshot::Entry;
 use crate::policy::subsets::destination_uses;
 use crate::policy::version::is_dns1123_label;
@@ -72,8 +72,9 @@ pub fn plan(input: Inputs<'_>) -> Vec<Action> {
     for object in input.desired {
         let actual = input.snapshot.get(&object.key);
         if is_managed(object) {
-            let body = apply_body(input, object, actual);
-            if actual.is_none_or(|a| !up_to_date(&body, &a.object.raw)) {
+            let live = actual.map(Entry::object);
+            let body = apply_body(input, object, live.as_ref());
+            if live.as_ref().is_none_or(|a| !up_to_date(&body, &a.raw)) {
                 actions.push(Action::Apply { key: object.key.clone(), body, create: actual.is_none() });
             }
         } else if let Some(actual) = actual
@@ -84,13 +85,13 @@ pub fn plan(input: Inputs<'_>) -> Vec<Action> {
     }
     for kind in [Kind::DestinationRule, Kind::Service] {
         for entry in input.snapshot.of_kind(kind) {
-            let object = entry.object.as_ref();
-            if desired_keys.contains(&object.key) {
+            if desired_keys.contains(entry.key()) {
                 continue;
             }
-            if owned(object) {
+            // `owned`, read from the entry's markers.
+            if entry.is_managed() && entry.has_source_service_label() {
                 actions.extend(prune_managed(input, entry));
-            } else if kind == Kind::DestinationRule && object.annotation(MANAGE_SUBSETS_ANNOTATION) == Some("true") {
+            } else if kind == Kind::DestinationRule && entry.manages_subsets() {
                 actions.extend(prune_appended(input, entry));
             }
         }
@@ -105,12 +106,12 @@ pub fn owned(object: &Object) -> bool {
 
 /// The server-side apply body of a managed object: the desired object with
 /// the served apiVersion, ownerReferences, in-use subsets kept and the hash.
-fn apply_body(input: Inputs<'_>, object: &Object, actual: Option<&Entry>) -> Value {
+fn apply_body(input: Inputs<'_>, object: &Object, actual: Option<&Object>) -> Value {
     let mut body = object.raw.clone();
     if object.kind() == Kind::DestinationRule {
         body["apiVersion"] = json!(input.rule_api_version);
         if let Some(actual) = actual {
-            keep_subsets_in_use(input, &mut body, &actual.object);
+            keep_subsets_in_use(input, &mut body, actual);
         }
     }
     let owners = owner_references(input, object);
@@ -161,20 +162,38 @@ fn owner_references(input: Inputs<'_>, object: &Object) -> Vec<Value> {
     match object.kind() {
         Kind::Service => {
             let selector = string_map(object.raw.pointer("/spec/selector"));
-            input
-                .snapshot
-                .deployments(namespace)
-                .filter(|d| selects(&selector, &string_map(d.object.raw.pointer("/spec/template/metadata/labels"))))
-                .filter_map(|d| owner(&d.object, "apps/v1"))
+            selected_deployments(input.snapshot, namespace, &selector)
+                .into_iter()
+                .filter_map(|(d, _)| owner(&d.object(), "apps/v1"))
                 .collect()
         }
         Kind::DestinationRule => {
             let Some(source) = object.labels().get(SOURCE_SERVICE_LABEL).cloned() else { return Vec::new() };
             let key = ObjectKey { kind: Kind::Service, namespace: namespace.to_string(), name: source };
-            input.snapshot.get(&key).and_then(|s| owner(&s.object, "v1")).into_iter().collect()
+            input.snapshot.get(&key).and_then(|s| owner(&s.object(), "v1")).into_iter().collect()
         }
         _ => Vec::new(),
     }
+}
+
+/// The Deployments of a namespace whose pod template labels (as written)
+/// `selector` selects, with those labels, ordered by name: the index for
+/// Deployments with a typed spec, the JSON for the few without one.
+fn selected_deployments<'a>(snapshot: &'a Snapshot, namespace: &str, selector: &Labels) -> Vec<(&'a Entry, Labels)> {
+    // A typed spec's template labels are exactly the JSON's string labels.
+    let mut found: Vec<(&Entry, Labels)> = snapshot
+        .deployments_selected(namespace, selector)
+        .into_iter()
+        .filter_map(|d| Some((d, d.deployment()?.template.metadata.labels.clone())))
+        .collect();
+    for d in snapshot.deployments(namespace).filter(|d| d.spec().is_none()) {
+        let labels = string_map(d.raw().pointer("/spec/template/metadata/labels"));
+        if selects(selector, &labels) {
+            found.push((d, labels));
+        }
+    }
+    found.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+    found
 }
 
 fn owner(object: &Object, api_version: &str) -> Option<Value> {
@@ -200,10 +219,10 @@ fn rule_host(snapshot: &Snapshot, rule: &Object) -> Option<String> {
 /// True when a VirtualService routes or mirrors to `subset` of `host`.
 pub fn subset_in_use(snapshot: &Snapshot, host: &str, subset: &str) -> bool {
     snapshot.routes_to(host).any(|route| {
-        let Some(crate::model::Spec::VirtualService(vs)) = route.spec.as_deref() else { return false };
+        let Some(crate::model::Spec::VirtualService(vs)) = route.spec() else { return false };
         destination_uses(vs).iter().any(|u| {
             u.destination.subset.as_deref() == Some(subset)
-                && hosts::qualify(&u.destination.host, route.object.namespace(), snapshot.domain()) == host
+                && hosts::qualify(&u.destination.host, route.namespace(), snapshot.domain()) == host
         })
     })
 }
@@ -229,7 +248,7 @@ fn keep_subsets_in_use(input: Inputs<'_>, body: &mut Value, actual: &Object) {
 /// A managed object that is no longer generated: deleted unless in use;
 /// a DestinationRule keeps the subsets routes still use.
 fn prune_managed(input: Inputs<'_>, entry: &Entry) -> Option<Action> {
-    let object = entry.object.as_ref();
+    let object = &entry.object();
     let snapshot = input.snapshot;
     let delete = || Action::Delete {
         key: object.key.clone(),
@@ -298,7 +317,7 @@ fn annotation_op(names: &BTreeSet<String>) -> Value {
 /// The JSON Patch that appends to an opted-in DestinationRule the subsets
 /// the generated version of it has and the live one lacks.
 fn append_subsets(actual: &Entry, desired: &Object) -> Option<Action> {
-    let live = actual.object.as_ref();
+    let live = &actual.object();
     let present: BTreeSet<&str> = subsets(&live.raw).into_iter().filter_map(subset_name).collect();
     let missing: Vec<&Value> =
         subsets(&desired.raw).into_iter().filter(|s| subset_name(s).is_some_and(|n| !present.contains(n))).collect();
@@ -324,29 +343,23 @@ fn append_subsets(actual: &Entry, desired: &Object) -> Option<Action> {
 pub fn backed_versions(policy: &Policy, snapshot: &Snapshot, service: &Object) -> BTreeSet<String> {
     let selector = string_map(service.raw.pointer("/spec/selector"));
     let key = policy.version_label.as_str();
-    snapshot
-        .deployments(service.namespace())
-        .filter_map(|d| {
-            let labels = string_map(d.object.raw.pointer("/spec/template/metadata/labels"));
-            if !selects(&selector, &labels) {
-                return None;
-            }
-            labels.get(key).filter(|v| is_dns1123_label(v)).cloned()
-        })
+    selected_deployments(snapshot, service.namespace(), &selector)
+        .into_iter()
+        .filter_map(|(_, labels)| labels.get(key).filter(|v| is_dns1123_label(v)).cloned())
         .collect()
 }
 
 /// Removes from an opted-in DestinationRule the subsets routeguard added that
 /// no Deployment backs and no route uses.
 fn prune_appended(input: Inputs<'_>, entry: &Entry) -> Option<Action> {
-    let object = entry.object.as_ref();
+    let object = &entry.object();
     let names = recorded(object);
     if names.is_empty() {
         return None;
     }
     let host = rule_host(input.snapshot, object)?;
     let backed = match input.snapshot.service(&host) {
-        Some(service) => backed_versions(input.policy, input.snapshot, &service.object),
+        Some(service) => backed_versions(input.policy, input.snapshot, &service.object()),
         None => BTreeSet::new(),
     };
     let mut removed: BTreeMap<usize, String> = BTreeMap::new();

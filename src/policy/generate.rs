@@ -91,10 +91,10 @@ pub fn desired(ctx: Context<'_>) -> Vec<Object> {
         return generated;
     }
     for entry in ctx.snapshot.of_kind(Kind::Service) {
-        let service = entry.object.as_ref();
-        if is_managed(service) {
+        if entry.is_managed() {
             continue;
         }
+        let service = &entry.object();
         let selector = string_map(service.raw.pointer("/spec/selector"));
         // A Service that already selects one version needs no subsets of its own.
         if selector.is_empty() || selector.contains_key(key) {
@@ -134,7 +134,7 @@ fn versions(ctx: Context<'_>, service: &Object, selector: &Labels) -> Versions {
         let Some(labels) = deployment.deployment().map(|d| &d.template.metadata.labels) else { continue };
         let Some(version) = labels.get(key).filter(|v| is_dns1123_label(v)) else { continue };
         found.versions.insert(version.clone());
-        if deployment.object.annotation(CANARY_ANNOTATION) == Some("true") {
+        if deployment.is_canary() {
             canaries.insert(version.clone());
         }
     }
@@ -157,21 +157,22 @@ fn metadata(name: &str, service: &Object) -> Value {
 /// True when the snapshot holds an object of this key that routeguard does not manage.
 fn owned_by_user(ctx: Context<'_>, kind: Kind, namespace: &str, name: &str) -> bool {
     let key = ObjectKey { kind, namespace: namespace.to_string(), name: name.to_string() };
-    ctx.snapshot.get(&key).is_some_and(|e| !is_managed(&e.object))
+    ctx.snapshot.get(&key).is_some_and(|e| !e.is_managed())
 }
 
 /// The host a DestinationRule names, qualified in its namespace.
 fn rule_host(ctx: Context<'_>, rule: &Entry) -> Option<String> {
-    let host = match rule.destination_rule() {
-        Some(spec) => spec.host.as_str(),
-        None => rule.object.raw.pointer("/spec/host").and_then(Value::as_str)?,
-    };
-    (!host.is_empty()).then(|| hosts::qualify(host, rule.object.namespace(), ctx.snapshot.domain()))
+    let qualify =
+        |host: &str| (!host.is_empty()).then(|| hosts::qualify(host, rule.namespace(), ctx.snapshot.domain()));
+    match rule.destination_rule() {
+        Some(spec) => qualify(&spec.host),
+        None => qualify(rule.raw().pointer("/spec/host").and_then(Value::as_str)?),
+    }
 }
 
 /// The subset names of a DestinationRule, as written.
-fn subset_names(rule: &Object) -> impl Iterator<Item = &str> {
-    let subsets = rule.raw.pointer("/spec/subsets").and_then(Value::as_array);
+fn subset_names(rule: &Value) -> impl Iterator<Item = &str> {
+    let subsets = rule.pointer("/spec/subsets").and_then(Value::as_array);
     subsets.into_iter().flatten().filter_map(|s| s.get("name").and_then(Value::as_str))
 }
 
@@ -189,7 +190,7 @@ fn destination_rule(ctx: Context<'_>, service: &Object, versions: &BTreeSet<Stri
     let host = hosts::service_host(service.name(), namespace, ctx.snapshot.domain());
     let mut user_rules: Vec<(&Entry, bool)> = Vec::new();
     for rule in ctx.snapshot.in_namespace(Kind::DestinationRule, namespace) {
-        if is_managed(&rule.object) {
+        if rule.is_managed() {
             continue;
         }
         if let Some(pattern) = rule_host(ctx, rule)
@@ -213,20 +214,20 @@ fn destination_rule(ctx: Context<'_>, service: &Object, versions: &BTreeSet<Stri
         return Object::from_value(raw, namespace).ok();
     }
 
-    let opted_in = |rule: &Entry| rule.object.annotation(MANAGE_SUBSETS_ANNOTATION) == Some("true");
-    if !user_rules.iter().all(|(rule, _)| opted_in(rule)) {
+    if !user_rules.iter().all(|(rule, _)| rule.manages_subsets()) {
         return None;
     }
     // Istio merges the subsets of every DestinationRule of the host; subsets
     // are appended to the first exact one by name, never to a wildcard one.
-    let defined: BTreeSet<&str> = user_rules.iter().flat_map(|(rule, _)| subset_names(&rule.object)).collect();
+    let raws: Vec<Value> = user_rules.iter().map(|(rule, _)| rule.raw()).collect();
+    let defined: BTreeSet<&str> = raws.iter().flat_map(subset_names).collect();
     let missing: Vec<Value> =
         versions.iter().filter(|v| !defined.contains(v.as_str())).map(|v| subset(key, v)).collect();
     let (target, _) = user_rules.iter().find(|(_, exact)| *exact)?;
     if missing.is_empty() {
         return None;
     }
-    let mut raw = target.object.raw.clone();
+    let mut raw = target.raw();
     let spec = raw.as_object_mut()?.entry("spec").or_insert_with(|| Value::Object(Map::new()));
     if spec.is_null() {
         *spec = Value::Object(Map::new());

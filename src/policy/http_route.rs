@@ -81,7 +81,7 @@ impl Check<'_> {
     /// True when a ReferenceGrant in `target_ns` lets HTTPRoutes of `route_ns` reference Service `name`.
     fn granted(&self, route_ns: &str, target_ns: &str, name: &str) -> bool {
         self.ctx.snapshot.in_namespace(Kind::ReferenceGrant, target_ns).any(|entry| {
-            let Some(Spec::ReferenceGrant(grant)) = entry.spec.as_deref() else {
+            let Some(Spec::ReferenceGrant(grant)) = entry.spec() else {
                 return false;
             };
             let from =

@@ -29,8 +29,8 @@ fn service_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
                      remove or re-weight that route first",
                     old.namespace(),
                     old.name(),
-                    kind_name(route.object.kind()),
-                    route_name(&route.object.key),
+                    kind_name(route.kind()),
+                    route_name(route.key()),
                 ),
             ));
         }
@@ -45,22 +45,18 @@ fn deployment_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
     let domain = ctx.snapshot.domain();
     let mut findings = Vec::new();
     for service in ctx.snapshot.in_namespace(Kind::Service, old.namespace()) {
-        let Some(Spec::Service(svc)) = service.spec.as_deref() else { continue };
+        let Some(Spec::Service(svc)) = service.spec() else { continue };
         if !selects(&svc.selector, labels) {
             continue;
         }
-        let host = hosts::service_host(service.object.name(), service.object.namespace(), domain);
+        let host = hosts::service_host(service.name(), service.namespace(), domain);
         for route in ctx.snapshot.routes_to(&host) {
             // Pods this route's traffic needs: the Service's, narrowed by the subset's labels.
             let served_elsewhere = |subset_labels: Option<&Labels>| {
                 let mut wanted = svc.selector.clone();
                 wanted.extend(subset_labels.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
                 !selects(&wanted, labels)
-                    || ctx
-                        .snapshot
-                        .deployments_selected(old.namespace(), &wanted)
-                        .iter()
-                        .any(|d| d.object.key != old.key)
+                    || ctx.snapshot.deployments_selected(old.namespace(), &wanted).iter().any(|d| *d.key() != old.key)
             };
             for (path, weight) in live_references(ctx, route, &host, Some(&served_elsewhere)) {
                 findings.push(refusal(
@@ -70,9 +66,9 @@ fn deployment_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
                          at {path} (service {}); move that traffic to another version first",
                         old.namespace(),
                         old.name(),
-                        kind_name(route.object.kind()),
-                        route_name(&route.object.key),
-                        service.object.name(),
+                        kind_name(route.kind()),
+                        route_name(route.key()),
+                        service.name(),
                     ),
                 ));
             }
@@ -95,9 +91,9 @@ fn live_references(
     served_elsewhere: Option<&ServedElsewhere<'_>>,
 ) -> Vec<(FieldPath, i64)> {
     let domain = ctx.snapshot.domain();
-    let from = route.object.namespace();
+    let from = route.namespace();
     let mut out = Vec::new();
-    match route.spec.as_deref() {
+    match route.spec() {
         Some(Spec::VirtualService(vs)) => {
             for used in destination_uses(vs) {
                 let dest = used.destination;

@@ -4,8 +4,10 @@
 //! hash lookup, not a scan; inserting or removing one object costs that object
 //! only, so the live index can keep a snapshot current event by event.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+
+use serde_json::Value;
 
 use crate::model::core::DeploymentSpec;
 use crate::model::gateway::{BackendRef, HttpRouteSpec};
@@ -13,30 +15,110 @@ use crate::model::istio::{DestinationRuleSpec, Subset, VirtualServiceSpec};
 use crate::model::{Kind, Labels, Object, ObjectKey, Spec, selects};
 
 use super::config::Policy;
-use super::hosts;
+use super::{generate, hosts};
 
-/// One object of the snapshot, with its typed spec read once.
+/// One object of the snapshot: its identity, its original JSON kept as compact
+/// text (parsed again on demand, see [`Entry::object`]), a few label and
+/// annotation markers, and its typed spec read once.
+///
+/// The JSON text costs about a tenth of a `serde_json::Value` tree; nothing on
+/// the admission path reads it, only generation and the live controller do.
+/// Cloning an entry clones one `Arc`.
 #[derive(Debug, Clone)]
-pub struct Entry {
-    pub object: Arc<Object>,
+pub struct Entry(Arc<Stored>);
+
+#[derive(Debug)]
+struct Stored {
+    key: ObjectKey,
+    /// `Object::raw` serialized; parsing it gives back an equal `Value`.
+    json: Box<str>,
+    marks: Marks,
     /// `None` when the spec does not have the shape its kind requires.
-    pub spec: Option<Arc<Spec>>,
+    spec: Option<Spec>,
+}
+
+/// Labels and annotations generation and reconciliation test on many objects.
+#[derive(Debug, Clone, Copy, Default)]
+struct Marks {
+    /// `app.kubernetes.io/managed-by: routeguard`.
+    managed: bool,
+    /// Has the `routeguard.io/service` label.
+    source_service: bool,
+    /// `routeguard.io/canary: "true"`.
+    canary: bool,
+    /// `routeguard.io/manage-subsets: "true"`.
+    manage_subsets: bool,
 }
 
 impl Entry {
-    /// Reads an object's spec once.
-    pub fn new(object: Object) -> Entry {
-        let spec = object.typed_spec().ok().map(Arc::new);
-        Entry { object: Arc::new(object), spec }
+    /// Reads an object's spec once and stores its JSON as text.
+    pub fn new(object: &Object) -> Entry {
+        let spec = object.typed_spec().ok();
+        let marks = Marks {
+            managed: generate::is_managed(object),
+            source_service: object.labels().contains_key(generate::SOURCE_SERVICE_LABEL),
+            canary: object.annotation(generate::CANARY_ANNOTATION) == Some("true"),
+            manage_subsets: object.annotation(generate::MANAGE_SUBSETS_ANNOTATION) == Some("true"),
+        };
+        let json = object.raw.to_string().into_boxed_str();
+        Entry(Arc::new(Stored { key: object.key.clone(), json, marks, spec }))
     }
 
     pub fn key(&self) -> &ObjectKey {
-        &self.object.key
+        &self.0.key
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.0.key.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.key.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.0.key.namespace
+    }
+
+    /// The object as it was inserted, parsed again from its stored text.
+    pub fn object(&self) -> Object {
+        Object { key: self.0.key.clone(), raw: self.raw() }
+    }
+
+    /// The object's original JSON, parsed again from its stored text.
+    pub fn raw(&self) -> Value {
+        // The text was written by serde_json from a `Value`, so it parses.
+        serde_json::from_str(&self.0.json).unwrap_or(Value::Null)
+    }
+
+    /// The typed spec; `None` when the spec does not have the shape its kind requires.
+    pub fn spec(&self) -> Option<&Spec> {
+        self.0.spec.as_ref()
+    }
+
+    /// True when routeguard manages the object (`app.kubernetes.io/managed-by: routeguard`).
+    pub fn is_managed(&self) -> bool {
+        self.0.marks.managed
+    }
+
+    /// True when the object carries the `routeguard.io/service` label.
+    pub fn has_source_service_label(&self) -> bool {
+        self.0.marks.source_service
+    }
+
+    /// True when the object is annotated `routeguard.io/canary: "true"`.
+    pub fn is_canary(&self) -> bool {
+        self.0.marks.canary
+    }
+
+    /// True when the object is annotated `routeguard.io/manage-subsets: "true"`.
+    pub fn manages_subsets(&self) -> bool {
+        self.0.marks.manage_subsets
     }
 
     /// The DestinationRule spec, if this is a readable DestinationRule.
     pub fn destination_rule(&self) -> Option<&DestinationRuleSpec> {
-        match self.spec.as_deref() {
+        match self.spec() {
             Some(Spec::DestinationRule(s)) => Some(s),
             _ => None,
         }
@@ -44,18 +126,58 @@ impl Entry {
 
     /// The Deployment spec, if this is a readable Deployment.
     pub fn deployment(&self) -> Option<&DeploymentSpec> {
-        match self.spec.as_deref() {
+        match self.spec() {
             Some(Spec::Deployment(s)) => Some(s),
             _ => None,
         }
     }
 }
 
+/// An entry in an index set, ordered and compared by its key, so index hits
+/// need no second lookup and a set of one or two costs a few words.
+#[derive(Debug, Clone)]
+struct ByKey(Entry);
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key().cmp(other.0.key())
+    }
+}
+
+impl std::hash::Hash for ByKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.key().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<ObjectKey> for ByKey {
+    fn borrow(&self) -> &ObjectKey {
+        self.0.key()
+    }
+}
+
+/// A set of entries ordered by key.
+type Keys = BTreeSet<ByKey>;
+
 /// DestinationRules of one namespace, by host.
 #[derive(Debug, Clone, Default)]
 struct NamespaceRules {
-    exact: HashMap<String, BTreeSet<ObjectKey>>,
-    wildcard: HashMap<String, BTreeSet<ObjectKey>>,
+    exact: HashMap<String, Keys>,
+    wildcard: HashMap<String, Keys>,
 }
 
 /// A DestinationRule as it will be after a pending change: replaced by
@@ -92,15 +214,15 @@ impl<'a> Resolution<'a> {
 pub struct Snapshot {
     domain: String,
     root_namespace: String,
-    entries: HashMap<ObjectKey, Entry>,
-    services: HashMap<String, ObjectKey>,
-    entry_hosts: HashMap<String, BTreeSet<ObjectKey>>,
-    entry_wildcards: HashMap<String, BTreeSet<ObjectKey>>,
+    entries: HashSet<ByKey>,
+    services: HashMap<String, Entry>,
+    entry_hosts: HashMap<String, Keys>,
+    entry_wildcards: HashMap<String, Keys>,
     rules: HashMap<String, NamespaceRules>,
-    by_namespace: HashMap<(Kind, String), BTreeSet<ObjectKey>>,
-    routes: HashMap<String, BTreeSet<ObjectKey>>,
+    by_namespace: HashMap<(Kind, String), Keys>,
+    routes: HashMap<String, Keys>,
     /// Deployments by `<namespace>/<key>=<value>` of each pod template label.
-    templates: HashMap<String, BTreeSet<ObjectKey>>,
+    templates: HashMap<String, Keys>,
 }
 
 /// One index slot an object occupies.
@@ -123,7 +245,7 @@ impl Snapshot {
         Snapshot {
             domain: domain.to_string(),
             root_namespace: root_namespace.to_string(),
-            entries: HashMap::new(),
+            entries: HashSet::new(),
             services: HashMap::new(),
             entry_hosts: HashMap::new(),
             entry_wildcards: HashMap::new(),
@@ -143,7 +265,7 @@ impl Snapshot {
     pub fn from_objects(policy: &Policy, objects: impl IntoIterator<Item = Object>) -> Snapshot {
         let mut snapshot = Snapshot::for_policy(policy);
         for object in objects {
-            snapshot.upsert(object);
+            snapshot.upsert_from(&object);
         }
         snapshot
     }
@@ -172,22 +294,27 @@ impl Snapshot {
 
     /// Inserts or replaces an object, returning the entry it replaced.
     pub fn upsert(&mut self, object: Object) -> Option<Entry> {
+        self.upsert_from(&object)
+    }
+
+    /// Inserts or replaces a copy of an object, returning the entry it replaced.
+    pub fn upsert_from(&mut self, object: &Object) -> Option<Entry> {
         let entry = Entry::new(object);
-        let key = entry.key().clone();
-        let old = self.remove(&key);
+        let old = self.remove(entry.key());
         for term in self.terms(&entry) {
-            self.index(&key, term, true);
+            self.index(&entry, term, true);
         }
-        self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(key.clone());
-        self.entries.insert(key, entry);
+        let key = entry.key();
+        self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(ByKey(entry.clone()));
+        self.entries.insert(ByKey(entry));
         old
     }
 
     /// Removes an object, returning its entry.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
-        let entry = self.entries.remove(key)?;
+        let ByKey(entry) = self.entries.take(key)?;
         for term in self.terms(&entry) {
-            self.index(key, term, false);
+            self.index(&entry, term, false);
         }
         let slot = (key.kind, key.namespace.clone());
         if let Some(keys) = self.by_namespace.get_mut(&slot) {
@@ -200,30 +327,35 @@ impl Snapshot {
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
-        self.entries.get(key)
+        self.entries.get(key).map(|e| &e.0)
     }
 
     /// Every object, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.entries.iter().map(|e| &e.0)
     }
 
     /// Objects of one kind in one namespace, ordered by name.
     pub fn in_namespace(&self, kind: Kind, namespace: &str) -> impl Iterator<Item = &Entry> {
-        self.by_namespace.get(&(kind, namespace.to_string())).into_iter().flatten().filter_map(|k| self.entries.get(k))
+        self.by_namespace.get(&(kind, namespace.to_string())).into_iter().flatten().map(|e| &e.0)
     }
 
     /// Objects of one kind in all namespaces, ordered by namespace and name.
     pub fn of_kind(&self, kind: Kind) -> Vec<&Entry> {
-        let mut keys: Vec<&ObjectKey> =
-            self.by_namespace.iter().filter(|((k, _), _)| *k == kind).flat_map(|(_, keys)| keys).collect();
-        keys.sort();
-        keys.into_iter().filter_map(|k| self.entries.get(k)).collect()
+        let mut entries: Vec<&Entry> = self
+            .by_namespace
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .flat_map(|(_, keys)| keys)
+            .map(|e| &e.0)
+            .collect();
+        entries.sort_by(|a, b| a.key().cmp(b.key()));
+        entries
     }
 
     /// The Service whose FQDN is `host`.
     pub fn service(&self, host: &str) -> Option<&Entry> {
-        self.services.get(host).and_then(|k| self.entries.get(k))
+        self.services.get(host)
     }
 
     /// True when a Service or a ServiceEntry declares `host`.
@@ -241,12 +373,12 @@ impl Snapshot {
         }
         let exact = self.entry_hosts.get(host).into_iter().flatten();
         let wild = self.entry_wildcards.iter().filter(|(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
-        exact.chain(wild).map(|k| k.namespace.as_str()).collect()
+        exact.chain(wild).map(|e| e.0.namespace()).collect()
     }
 
     /// Routes (VirtualServices, HTTPRoutes) that send traffic or mirrors to `host`.
     pub fn routes_to(&self, host: &str) -> impl Iterator<Item = &Entry> {
-        self.routes.get(host).into_iter().flatten().filter_map(|k| self.entries.get(k))
+        self.routes.get(host).into_iter().flatten().map(|e| &e.0)
     }
 
     /// Hosts that some route sends traffic to, covered by `pattern`.
@@ -295,9 +427,9 @@ impl Snapshot {
             let exact = rules.exact.get_key_value(host).into_iter();
             let wild = rules.wildcard.iter().filter(|(p, _)| hosts::covers(p, host));
             for (pattern, keys) in exact.chain(wild) {
-                for key in keys.iter().filter(|k| Some(*k) != skip) {
-                    if let Some(spec) = self.entries.get(key).and_then(Entry::destination_rule).filter(|s| visible(s)) {
-                        candidates.push((pattern.as_str(), key, spec));
+                for entry in keys.iter().map(|e| &e.0).filter(|e| Some(e.key()) != skip) {
+                    if let Some(spec) = entry.destination_rule().filter(|s| visible(s)) {
+                        candidates.push((pattern.as_str(), entry.key(), spec));
                     }
                 }
             }
@@ -332,14 +464,14 @@ impl Snapshot {
     /// pair of `selector` (none for an empty selector), ordered by name. A
     /// lookup of the rarest pair, not a scan of the namespace.
     pub fn deployments_selected(&self, namespace: &str, selector: &Labels) -> Vec<&Entry> {
-        let postings: Option<Vec<&BTreeSet<ObjectKey>>> =
+        let postings: Option<Vec<&Keys>> =
             selector.iter().map(|(k, v)| self.templates.get(&template_slot(namespace, k, v))).collect();
         let Some(rarest) = postings.and_then(|p| p.into_iter().min_by_key(|keys| keys.len())) else {
             return Vec::new();
         };
         rarest
             .iter()
-            .filter_map(|k| self.entries.get(k))
+            .map(|e| &e.0)
             .filter(|e| e.deployment().is_some_and(|d| selects(selector, &d.template.metadata.labels)))
             .collect()
     }
@@ -349,7 +481,7 @@ impl Snapshot {
         let key = entry.key();
         let ns = key.namespace.as_str();
         let domain = self.domain.as_str();
-        match (key.kind, entry.spec.as_deref()) {
+        match (key.kind, entry.spec()) {
             (Kind::Service, _) => vec![Term::Service(hosts::service_host(&key.name, ns, domain))],
             (_, Some(Spec::Deployment(d))) => {
                 d.template.metadata.labels.iter().map(|(k, v)| Term::TemplateLabel(template_slot(ns, k, v))).collect()
@@ -369,25 +501,26 @@ impl Snapshot {
         }
     }
 
-    fn index(&mut self, key: &ObjectKey, term: Term, add: bool) {
+    fn index(&mut self, entry: &Entry, term: Term, add: bool) {
+        let key = entry.key();
         match term {
             Term::Service(host) => {
                 if add {
-                    self.services.insert(host, key.clone());
-                } else if self.services.get(&host) == Some(key) {
+                    self.services.insert(host, entry.clone());
+                } else if self.services.get(&host).map(Entry::key) == Some(key) {
                     self.services.remove(&host);
                 }
             }
             Term::EntryHost(host) => {
                 let map = if host.starts_with('*') { &mut self.entry_wildcards } else { &mut self.entry_hosts };
-                update(map, host, key, add);
+                update(map, host, entry, add);
             }
-            Term::Route(host) => update(&mut self.routes, host, key, add),
-            Term::TemplateLabel(slot) => update(&mut self.templates, slot, key, add),
+            Term::Route(host) => update(&mut self.routes, host, entry, add),
+            Term::TemplateLabel(slot) => update(&mut self.templates, slot, entry, add),
             Term::Rule(host) => {
                 let rules = self.rules.entry(key.namespace.clone()).or_default();
                 let map = if host.starts_with('*') { &mut rules.wildcard } else { &mut rules.exact };
-                update(map, host, key, add);
+                update(map, host, entry, add);
                 if rules.exact.is_empty() && rules.wildcard.is_empty() {
                     self.rules.remove(&key.namespace);
                 }
@@ -397,11 +530,11 @@ impl Snapshot {
 }
 
 /// Adds `key` to, or removes it from, the set of objects that name `host`.
-fn update(map: &mut HashMap<String, BTreeSet<ObjectKey>>, host: String, key: &ObjectKey, add: bool) {
+fn update(map: &mut HashMap<String, Keys>, host: String, entry: &Entry, add: bool) {
     if add {
-        map.entry(host).or_default().insert(key.clone());
+        map.entry(host).or_default().insert(ByKey(entry.clone()));
     } else if let Some(keys) = map.get_mut(&host) {
-        keys.remove(key);
+        keys.remove(entry.key());
         if keys.is_empty() {
             map.remove(&host);
         }

@@ -37,15 +37,15 @@ fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleS
     let host = hosts::qualify(&spec.host, &key.namespace, ctx.snapshot.domain());
     // Only a Service with a selector says which pods are behind the host.
     let Some(service) = ctx.snapshot.service(&host) else { return Vec::new() };
-    let Some(Spec::Service(svc)) = service.spec.as_deref() else { return Vec::new() };
+    let Some(Spec::Service(svc)) = service.spec() else { return Vec::new() };
     if svc.selector.is_empty() {
         return Vec::new();
     }
     let templates: Vec<(&str, &Labels)> = ctx
         .snapshot
-        .deployments_selected(service.object.namespace(), &svc.selector)
+        .deployments_selected(service.namespace(), &svc.selector)
         .into_iter()
-        .filter_map(|d| Some((d.object.name(), &d.deployment()?.template.metadata.labels)))
+        .filter_map(|d| Some((d.name(), &d.deployment()?.template.metadata.labels)))
         .collect();
     let label = ctx.policy.version_label.as_str();
     spec.subsets
@@ -60,9 +60,9 @@ fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleS
             let found: BTreeSet<&str> =
                 templates.iter().filter_map(|(_, labels)| labels.get(label).map(String::as_str)).collect();
             let found = if found.is_empty() {
-                format!("no deployment behind service {} carries a {label} label", service.object.key.name)
+                format!("no deployment behind service {} carries a {label} label", service.name())
             } else {
-                format!("deployments behind service {} have {label} {}", service.object.key.name, join(found))
+                format!("deployments behind service {} have {label} {}", service.name(), join(found))
             };
             Finding::new(
                 Code::RG203,
@@ -72,7 +72,7 @@ fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleS
                     "subset {:?} selects {} in namespace {}, which matches no deployment's pod template; {found}",
                     subset.name,
                     show_labels(&subset.labels),
-                    service.object.namespace()
+                    service.namespace()
                 ),
             )
         })
@@ -109,8 +109,8 @@ pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> V
     let mut findings = Vec::new();
     for host in routed {
         for route in ctx.snapshot.routes_to(host) {
-            let Some(Spec::VirtualService(vs)) = route.spec.as_deref() else { continue };
-            let from = route.object.namespace();
+            let Some(Spec::VirtualService(vs)) = route.spec() else { continue };
+            let from = route.namespace();
             for used in destination_uses(vs) {
                 let Some(subset) = used.destination.subset.as_deref() else { continue };
                 if !removed.contains(subset) || hosts::qualify(&used.destination.host, from, domain) != host {
@@ -129,8 +129,8 @@ pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> V
                         format!(
                             "{verb} subset {subset:?} of host {host}, which {} {} still {} at {}; \
                              move that traffic off {subset:?} first",
-                            kind_name(route.object.kind()),
-                            route_name(&route.object.key),
+                            kind_name(route.kind()),
+                            route_name(route.key()),
                             used.verb(),
                             used.path,
                         ),

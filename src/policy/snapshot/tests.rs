@@ -115,3 +115,23 @@ fn service_entries_declare_hosts_and_their_namespace_for_lookups() {
     // The ServiceEntry's namespace is the host's namespace for DestinationRule lookups.
     assert_eq!(resolved(&snap, "shop", "api.example.com").map(|r| r.0), Some("egress".to_string()));
 }
+
+#[test]
+fn an_entry_gives_back_its_object_exactly_and_reads_its_markers() {
+    let raw = json!({
+        "kind": "DestinationRule", "apiVersion": "networking.istio.io/v1",
+        "metadata": {"name": "r", "namespace": "shop", "resourceVersion": "7",
+                     "labels": {"z": "1", "app.kubernetes.io/managed-by": "routeguard", "routeguard.io/service": "r"},
+                     "annotations": {"routeguard.io/manage-subsets": "true", "routeguard.io/canary": "yes"}},
+        "spec": {"host": "r", "x-future": [1, 2.5, -3, null, {"b": true, "a": "é\n"}], "subsets": []}
+    });
+    let snap = snapshot(vec![object(raw.clone())]);
+    let entry = snap.entries().next().expect("entry");
+    assert_eq!(entry.raw(), raw);
+    let order = |v: &Value| v["metadata"]["labels"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(order(&entry.raw()), order(&raw), "key order is kept");
+    assert_eq!(entry.object().key, *entry.key());
+    assert!(entry.is_managed() && entry.has_source_service_label() && entry.manages_subsets());
+    assert!(!entry.is_canary(), "only \"true\" marks a canary");
+    assert!(entry.destination_rule().is_some());
+}
