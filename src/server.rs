@@ -59,6 +59,22 @@ pub struct Settings {
     pub drain_timeout: Duration,
 }
 
+impl Settings {
+    /// The server settings the flags give, around an admission handler and its certificate files.
+    fn from_args(args: &ServeArgs, admission: Admission, tls: KeyPairFiles) -> Settings {
+        Settings {
+            admission,
+            addr: args.addr,
+            admin_addr: args.admin_addr,
+            tls,
+            client_ca: args.client_ca.clone(),
+            reload_interval: args.cert_reload_interval,
+            shutdown_delay: args.shutdown_delay,
+            drain_timeout: args.drain_timeout,
+        }
+    }
+}
+
 /// Live cluster mode's part in [`serve_with`]; the default is none (files only).
 #[derive(Debug, Default)]
 pub struct ClusterParts {
@@ -130,16 +146,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let tls = tls_files(args)?;
     let admission = Admission::new(engine, Arc::new(SharedSnapshot::new(snapshot)));
     memory::release_free_memory();
-    Ok(Settings {
-        admission,
-        addr: args.addr,
-        admin_addr: args.admin_addr,
-        tls,
-        client_ca: args.client_ca.clone(),
-        reload_interval: args.cert_reload_interval,
-        shutdown_delay: args.shutdown_delay,
-        drain_timeout: args.drain_timeout,
-    })
+    Ok(Settings::from_args(args, admission, tls))
 }
 
 /// `--source=cluster`: the live index (and controller) from the API server,
@@ -177,16 +184,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     tracing::info!(namespaces = ?live.namespaces, generate = live.generate, identity = %live.identity, "live cluster mode");
     let cluster = Arc::new(Cluster::start(client, Arc::new(engine.clone()), live));
     let admission = Admission::new(engine, cluster.source());
-    let settings = Settings {
-        admission,
-        addr: args.addr,
-        admin_addr: args.admin_addr,
-        tls,
-        client_ca: args.client_ca.clone(),
-        reload_interval: args.cert_reload_interval,
-        shutdown_delay: args.shutdown_delay,
-        drain_timeout: args.drain_timeout,
-    };
+    let settings = Settings::from_args(args, admission, tls);
     Ok((settings, ClusterParts { cluster: Some(cluster), certificate }))
 }
 
