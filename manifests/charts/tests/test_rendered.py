@@ -462,6 +462,16 @@ def test_policy_configmap_is_mounted_and_passed(values_file):
     assert dep["spec"]["template"]["metadata"]["annotations"][key] != changed["spec"]["template"]["metadata"]["annotations"][key]
 
 
+def test_default_policy_exempts_namespace_deletion_and_garbage_collection():
+    # Without these, deleting a namespace or an owner would be refused (RG303) while routes remain.
+    docs = render()
+    policy = yaml.safe_load(one(docs, "ConfigMap", f"{RELEASE}-policy")["data"]["policy.yaml"])
+    assert set(policy["exemptUsers"]) >= {
+        "system:serviceaccount:kube-system:namespace-controller",
+        "system:serviceaccount:kube-system:generic-garbage-collector",
+    }
+
+
 @pytest.mark.skipif(not BIN.is_file(), reason=f"{BIN} not built (cargo build)")
 @pytest.mark.parametrize("values_file", IN_CLUSTER)
 def test_rendered_policy_is_accepted_by_routeguard(values_file, tmp_path):
