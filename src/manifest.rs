@@ -29,9 +29,7 @@ pub struct Source {
 impl Source {
     /// The line of a field of the object (or of its nearest enclosing field).
     pub fn line_of(&self, path: &FieldPath) -> usize {
-        std::iter::successors(Some(path.clone()), |p| p.parent())
-            .find_map(|p| self.lines.get(p.as_str()).copied())
-            .unwrap_or(self.line)
+        yaml::line_of(&self.lines, path, self.line)
     }
 }
 

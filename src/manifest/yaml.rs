@@ -26,10 +26,15 @@ pub struct Document {
 impl Document {
     /// The line of `path`, or of its nearest enclosing field, or the document's.
     pub fn line_of(&self, path: &crate::model::FieldPath) -> usize {
-        std::iter::successors(Some(path.clone()), |p| p.parent())
-            .find_map(|p| self.lines.get(p.as_str()).copied())
-            .unwrap_or(self.line)
+        line_of(&self.lines, path, self.line)
     }
+}
+
+/// The line of `path` in `lines`, or of its nearest enclosing field, or `fallback`.
+pub fn line_of(lines: &HashMap<String, usize>, path: &crate::model::FieldPath, fallback: usize) -> usize {
+    std::iter::successors(Some(path.clone()), |p| p.parent())
+        .find_map(|p| lines.get(p.as_str()).copied())
+        .unwrap_or(fallback)
 }
 
 /// A YAML text that cannot be read.
