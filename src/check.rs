@@ -1,7 +1,8 @@
 //! `routeguard check` and `routeguard render`: the policy over manifest files.
 //!
-//! The files are the desired state: Deployments are mutated and the generated
-//! objects added first, then every object is checked as if it were created.
+//! The files are the desired state: the CRD schema defaults the API server
+//! would apply are filled in, Deployments are mutated and the generated objects
+//! added first, then every object is checked as if it were created.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -133,7 +134,9 @@ fn check_with_snapshot(engine: &Engine, loaded: Vec<Loaded>) -> (Report, Snapsho
     // Per key: the index in `report.mutated` of the last mutated version, and
     // whether the last occurrence was it.
     let mut last_mutated: BTreeMap<ObjectKey, (usize, bool)> = BTreeMap::new();
-    for Loaded { mut object, source } in loaded {
+    for Loaded { object, source } in loaded {
+        // Judge what the API server would store and send to admission, its CRD defaults filled in.
+        let mut object = object.with_api_defaults();
         let mutation = engine.mutate(&object, None);
         raw_findings.extend(engine.policy().apply(mutation.findings, None));
         if !mutation.patch.0.is_empty() {

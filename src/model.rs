@@ -5,6 +5,7 @@
 //! ever re-serialized from a typed view, so unknown and newer fields survive.
 
 pub mod core;
+pub mod defaults;
 pub mod gateway;
 pub mod istio;
 pub mod path;

@@ -10,11 +10,13 @@ pub mod hosts;
 pub mod http_route;
 pub mod in_use;
 pub mod routes;
+pub mod service_entry;
 pub mod snapshot;
 pub mod subsets;
 #[cfg(test)]
 pub mod testing;
 pub mod version;
+pub mod visibility;
 
 pub use config::{Action, Policy, PolicyError, WeightMode};
 pub use engine::{Change, Engine, Mutation, Operation};

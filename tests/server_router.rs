@@ -257,10 +257,6 @@ async fn bad_input_table_gets_exact_answers_and_the_server_keeps_serving() {
         ),
         (post_json("/validate", common::body(&no_request)), bad("the AdmissionReview has no request", "NoRequest")),
         (
-            post_json("/validate", common::body(&no_object)),
-            bad(&format!("request {UID}: CREATE of VirtualService has no object"), "NoObject"),
-        ),
-        (
             post_json("/validate", huge),
             (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -304,8 +300,22 @@ async fn bad_input_table_gets_exact_answers_and_the_server_keeps_serving() {
         // And the server still serves.
         assert_eq!(admit(&router, "/validate", &good).await["allowed"], true, "after {what}");
     }
+    // A review with a uid but no object is answered with HTTP 200: a non-200 answer is a webhook
+    // failure, which `failurePolicy: Ignore` turns into admitting the object unchecked.
+    for path in ["/validate", "/mutate"] {
+        let response = admit(&router, path, &no_object).await;
+        assert_eq!(response["allowed"], false, "{path}");
+        assert_eq!(response["status"]["code"], 400);
+        assert_eq!(response["status"]["reason"], "BadRequest");
+        assert_eq!(
+            response["status"]["message"],
+            format!(
+                "routeguard cannot review VirtualService default/reviews: request {UID}: CREATE of VirtualService has no object"
+            )
+        );
+    }
     let text = state.metrics.render(routeguard::server::metrics::Live { snapshot_objects: 0, ready: true });
-    assert!(text.contains("routeguard_http_rejected_total{status=\"400\",reason=\"BadRequest\"} 6"), "{text}");
+    assert!(text.contains("routeguard_http_rejected_total{status=\"400\",reason=\"BadRequest\"} 5"), "{text}");
     assert!(text.contains("routeguard_http_rejected_total{status=\"413\",reason=\"RequestEntityTooLarge\"} 1"));
 }
 

@@ -17,6 +17,8 @@ pub enum Decision {
     Denied,
     /// A kind, subresource or operation routeguard does not look at: allowed.
     Unhandled,
+    /// The request's object is missing or unreadable: refused with a 400 status.
+    Invalid,
 }
 
 impl Decision {
@@ -27,12 +29,13 @@ impl Decision {
             Decision::Patched => "patched",
             Decision::Denied => "denied",
             Decision::Unhandled => "unhandled",
+            Decision::Invalid => "invalid",
         }
     }
 
     /// Whether the request may go ahead.
     pub fn is_allowed(self) -> bool {
-        self != Decision::Denied
+        !matches!(self, Decision::Denied | Decision::Invalid)
     }
 }
 
@@ -90,6 +93,10 @@ pub fn decide(engine: &Engine, snapshot: &Snapshot, endpoint: Endpoint, request:
     let (kind, object, old) = match &request.target {
         Target::Handled { kind, object, old } => (*kind, object.as_ref(), old.as_ref()),
         Target::Unhandled(note) => return Verdict::unhandled(note.clone()),
+        Target::Invalid { message, .. } => {
+            let note = Some(message.clone());
+            return Verdict { decision: Decision::Invalid, key: None, findings: Vec::new(), patch: None, note };
+        }
     };
     let key = object.or(old).map(|o| o.key.clone());
     let user = request.user.as_deref();

@@ -78,6 +78,15 @@ pub enum Target {
     },
     /// Anything else: allowed without a look, for the reason given.
     Unhandled(String),
+    /// A handled kind whose `object` or `oldObject` is missing or unreadable:
+    /// answered (uid echoed) with a 400 status and `allowed: false`, since the
+    /// API server takes a non-200 answer for a webhook failure, which
+    /// `failurePolicy: Ignore` would turn into admitting the object unchecked.
+    Invalid {
+        /// The machine-readable reason ([`AdmissionError::reason`]).
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// One decoded admission request.
@@ -192,7 +201,8 @@ fn request(wire: WireRequest) -> Result<Request, AdmissionError> {
         dry_run: wire.dry_run.unwrap_or(false),
         target: Target::Unhandled(String::new()),
     };
-    request.target = target(&request, wire)?;
+    request.target =
+        target(&request, wire).unwrap_or_else(|e| Target::Invalid { reason: e.reason(), message: e.to_string() });
     Ok(request)
 }
 

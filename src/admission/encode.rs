@@ -8,8 +8,8 @@ use kube::core::response::{StatusCause, StatusDetails, reason};
 use crate::model::ObjectKey;
 use crate::policy::Finding;
 
-use super::decide::Verdict;
-use super::decode::{AdmissionError, Request};
+use super::decide::{Decision, Verdict};
+use super::decode::{AdmissionError, Request, Target};
 
 /// Kubernetes asks webhooks to keep each warning under 120 characters.
 pub const MAX_WARNING_CHARS: usize = 120;
@@ -40,7 +40,11 @@ pub fn response(request: &Request, verdict: &Verdict) -> Result<AdmissionRespons
     let mut response = AdmissionResponse::invalid("");
     response.uid = request.uid.clone();
     response.allowed = verdict.decision.is_allowed();
-    response.result = if response.allowed { Status::success() } else { denial(request, verdict) };
+    response.result = match verdict.decision {
+        _ if response.allowed => Status::success(),
+        Decision::Invalid => invalid(request, verdict),
+        _ => denial(request, verdict),
+    };
     let warnings: Vec<String> = verdict.warnings().map(warning).collect();
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
@@ -51,6 +55,26 @@ pub fn response(request: &Request, verdict: &Verdict) -> Result<AdmissionRespons
         }
         _ => Ok(response),
     }
+}
+
+/// The 400 status of a request whose object is missing or unreadable.
+fn invalid(request: &Request, verdict: &Verdict) -> Status {
+    let why = verdict.note.as_deref().unwrap_or("the object is missing or unreadable");
+    let reason = match &request.target {
+        Target::Invalid { reason, .. } => reason,
+        _ => "BadObject",
+    };
+    let message =
+        format!("routeguard cannot review {} {}/{}: {why}", request.kind.kind, request.namespace, request.name);
+    let details = StatusDetails {
+        name: request.name.clone(),
+        group: request.kind.group.clone(),
+        kind: request.kind.kind.clone(),
+        uid: String::new(),
+        causes: vec![StatusCause { reason: reason.to_string(), message: why.to_string(), field: String::new() }],
+        retry_after_seconds: 0,
+    };
+    Status::failure(&message, reason::BAD_REQUEST).with_code(400).with_details(details)
 }
 
 fn denial(request: &Request, verdict: &Verdict) -> Status {

@@ -226,16 +226,61 @@ fn bad_envelopes_are_errors() {
             br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 3}}"#.to_vec(),
             "NotAnAdmissionReview",
         ),
-        (review("CREATE", "networking.istio.io", "virtualservices", Value::Null, Value::Null), "NoObject"),
-        (review("UPDATE", "networking.istio.io", "virtualservices", vs("v1"), Value::Null), "NoObject"),
-        (review("DELETE", "networking.istio.io", "destinationrules", Value::Null, Value::Null), "NoObject"),
-        (review("CREATE", "networking.istio.io", "destinationrules", vs("v1"), Value::Null), "BadObject"),
-        (review("CREATE", "networking.istio.io", "virtualservices", json!("text"), Value::Null), "BadObject"),
     ];
     for (body, reason) in cases {
         let err = a.review(Endpoint::Validate, &body).expect_err(reason);
         assert_eq!(err.reason(), reason, "{err}");
         assert!(err.is_bad_request());
+    }
+}
+
+/// A review whose uid is known but whose object is missing or unreadable is
+/// answered, not failed: a non-200 answer would let `failurePolicy: Ignore` admit it unchecked.
+#[test]
+fn a_missing_or_malformed_object_is_refused_with_a_400_status() {
+    let a = admission(Policy::default());
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (
+            review("CREATE", "networking.istio.io", "virtualservices", Value::Null, Value::Null),
+            "NoObject",
+            "CREATE of VirtualService has no object",
+        ),
+        (
+            review("UPDATE", "networking.istio.io", "virtualservices", vs("v1"), Value::Null),
+            "NoObject",
+            "UPDATE of VirtualService has no oldObject",
+        ),
+        (
+            review("DELETE", "networking.istio.io", "destinationrules", Value::Null, Value::Null),
+            "NoObject",
+            "DELETE of DestinationRule has no oldObject",
+        ),
+        (
+            review("CREATE", "networking.istio.io", "destinationrules", vs("v1"), Value::Null),
+            "BadObject",
+            "object: VirtualService does not match the request's resource, expected a DestinationRule",
+        ),
+        (
+            review("CREATE", "networking.istio.io", "virtualservices", json!("text"), Value::Null),
+            "BadObject",
+            "object: object is not a JSON object",
+        ),
+    ];
+    for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+        for (body, reason, message) in &cases {
+            let reviewed = a.review(endpoint, body).expect("answered");
+            assert_eq!(reviewed.summary.decision, Decision::Invalid);
+            let answer: Value = serde_json::from_slice(&reviewed.body).expect("json");
+            let response = &answer["response"];
+            assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+            assert_eq!(response["allowed"], false);
+            assert_eq!(response["status"]["code"], 400);
+            assert_eq!(response["status"]["reason"], "BadRequest");
+            assert_eq!(response["status"]["details"]["causes"][0]["reason"], *reason);
+            let text = response["status"]["message"].as_str().expect("message");
+            assert!(text.starts_with("routeguard cannot review ") && text.ends_with(message), "{text}");
+            assert!(response.get("patch").is_none());
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 
 use super::finding::{Code, Finding};
 use super::snapshot::Snapshot;
-use super::{Context, Policy, fields, generate, http_route, in_use, routes, subsets, version};
+use super::{Context, Policy, fields, generate, http_route, in_use, routes, service_entry, subsets, version};
 
 /// The operation of an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,15 +108,19 @@ impl Engine {
             Ok(Spec::DestinationRule(spec)) => {
                 findings.extend(subsets::check_destination_rule(ctx, &object.key, &spec))
             }
+            Ok(Spec::ServiceEntry(spec)) => findings.extend(service_entry::check_service_entry(&object.key, &spec)),
             Ok(Spec::Deployment(_)) => findings.extend(version::check_deployment(ctx.policy, object)),
             Ok(_) => {}
         }
         findings
     }
 
-    /// The version-label mutation of a Deployment (an empty patch for other kinds).
+    /// The version-label mutation of a Deployment (an empty patch for other
+    /// kinds, and for an object being deleted: the UPDATEs that remove its
+    /// finalizers serve no one a label).
     pub fn mutate(&self, object: &Object, old: Option<&Object>) -> Mutation {
-        if object.kind() != Kind::Deployment {
+        let deleting = object.raw.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+        if object.kind() != Kind::Deployment || deleting {
             return Mutation::default();
         }
         version::mutate(&self.policy, object, old)

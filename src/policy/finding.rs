@@ -50,6 +50,8 @@ pub enum Code {
     RG301,
     RG302,
     RG303,
+    /// A version label routeguard injected no longer matches what the pod template gives.
+    RG304,
 }
 
 impl Code {
@@ -70,13 +72,14 @@ impl Code {
             Code::RG301 => "RG301",
             Code::RG302 => "RG302",
             Code::RG303 => "RG303",
+            Code::RG304 => "RG304",
         }
     }
 
     /// The severity a code has unless the policy says otherwise.
     pub fn default_severity(self) -> Severity {
         match self {
-            Code::RG108 | Code::RG203 | Code::RG302 => Severity::Warning,
+            Code::RG108 | Code::RG203 | Code::RG302 | Code::RG304 => Severity::Warning,
             Code::RG301 => Severity::Info,
             _ => Severity::Error,
         }

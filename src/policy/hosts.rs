@@ -43,7 +43,9 @@ pub fn covers(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// True when an object of namespace `owner` with this `exportTo` is visible from `from`.
+/// True when an object of namespace `owner` with this `exportTo` is visible from `from`:
+/// an empty list or `*` is everywhere, `.` the owner's namespace, `~` nowhere,
+/// anything else a namespace by name.
 pub fn exported_to(export_to: &[String], owner: &str, from: &str) -> bool {
     export_to.is_empty() || export_to.iter().any(|e| e == "*" || e == from || (e == "." && owner == from))
 }
@@ -87,5 +89,8 @@ mod tests {
         assert!(exported_to(&[".".into()], "a", "a"));
         assert!(!exported_to(&[".".into()], "a", "b"));
         assert!(exported_to(&["b".into()], "a", "b"));
+        assert!(!exported_to(&["~".into()], "a", "a"));
+        assert!(!exported_to(&["~".into()], "a", "b"));
+        assert!(exported_to(&[".".into(), "c".into()], "a", "c"));
     }
 }

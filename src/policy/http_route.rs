@@ -6,8 +6,8 @@ use crate::model::{FieldPath, Kind, ObjectKey, Spec};
 use super::routes::weights::{self, Weighted};
 use super::{Code, Context, Finding, hosts};
 
-/// How the Gateway API counts weights: a missing weight is 1.
-const GATEWAY_WEIGHTS: Weighted = Weighted { item: "backendRef", missing: 1 };
+/// How the Gateway API counts weights: relative, and a missing weight is 1.
+const GATEWAY_WEIGHTS: Weighted = Weighted { item: "backendRef", missing: 1, relative: true };
 
 /// The group of the routes a ReferenceGrant must let in.
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -262,14 +262,18 @@ mod tests {
             f.message,
             "weights of spec.rules[0].backendRefs sum to 2 (1 + 1), expected 100 (a missing weight counts as 1)"
         );
+        // One backendRef takes all traffic with any weight above 0: 1 is what the API server fills in.
+        assert!(check(rules(json!([{"name": "reviews", "weight": 1}]))).is_empty());
+        assert!(check(rules(json!([{"name": "reviews", "weight": 30}]))).is_empty());
         let f = only(
-            check(rules(json!([{"name": "reviews", "weight": 1}]))),
-            Code::RG101,
+            check(rules(json!([{"name": "reviews", "weight": 0}]))),
+            Code::RG102,
             "spec.rules[0].backendRefs[0].weight",
         );
         assert_eq!(
             f.message,
-            "weight of the only backendRef in spec.rules[0].backendRefs is 1, expected 100 or no weight"
+            "weight of the only backendRef in spec.rules[0].backendRefs is 0, so it would receive no traffic; \
+             expected a weight above 0 (or no weight)"
         );
 
         let relative = Policy { weights: WeightMode::Relative, ..Policy::default() };

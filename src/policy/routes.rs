@@ -9,12 +9,13 @@ use std::fmt::Write as _;
 use crate::model::istio::{Destination, HttpRoute, RouteDestination, VirtualServiceSpec};
 use crate::model::{FieldPath, ObjectKey};
 
+use super::visibility::{self, Clients};
 use super::{Action, Code, Context, Finding, Resolution, Severity, hosts};
 use matches::Matches;
 use weights::Weighted;
 
 /// How Istio counts route weights: a missing weight is 0 when there are several destinations.
-const ISTIO_WEIGHTS: Weighted = Weighted { item: "destination", missing: 0 };
+const ISTIO_WEIGHTS: Weighted = Weighted { item: "destination", missing: 0, relative: false };
 
 /// Every finding about a VirtualService on its own and against the snapshot.
 pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualServiceSpec) -> Vec<Finding> {
@@ -30,9 +31,14 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
             }
         }
     }
-    let resolved: Vec<(&str, Option<Resolution<'_>>)> = subset_hosts
+    // Each host is resolved for every set of client namespaces the route reaches.
+    let resolved: Vec<Resolved<'_>> = subset_hosts
         .iter()
-        .map(|host| (host.as_str(), ctx.snapshot.destination_rules(&key.namespace, host, None)))
+        .map(|host| {
+            let clients = visibility::clients(ctx.snapshot, &key.namespace, spec, host);
+            let lookups = clients.into_iter().map(|c| (c, visibility::resolve(ctx.snapshot, c, host))).collect();
+            (host.as_str(), lookups)
+        })
         .collect();
 
     let mut check = Check { ctx, key, domain, resolved: &resolved, out: Vec::new() };
@@ -68,13 +74,17 @@ fn destinations(spec: &VirtualServiceSpec) -> impl Iterator<Item = &Destination>
     http.chain(l4)
 }
 
+/// A host and the DestinationRules each set of clients the route reaches sees
+/// for it (the route's own namespace first).
+type Resolved<'a> = (&'a str, Vec<(Clients<'a>, Option<Resolution<'a>>)>);
+
 /// The state of one check: where findings go and what they are about.
 struct Check<'a> {
     ctx: Context<'a>,
     key: &'a ObjectKey,
     domain: &'a str,
     /// The DestinationRules of each host used with a subset, resolved once.
-    resolved: &'a [(&'a str, Option<Resolution<'a>>)],
+    resolved: &'a [Resolved<'a>],
     out: Vec<Finding>,
 }
 
@@ -189,17 +199,9 @@ impl Check<'_> {
         if self.ctx.policy.missing_host != Action::Off
             && hosts::is_cluster_local(&host, self.domain)
             && !host.contains('*')
-            && !self.ctx.snapshot.host_exists(&host)
+            && !self.ctx.snapshot.host_visible(&host, namespace)
         {
-            let expected = match hosts::split_service_host(&host, self.domain) {
-                Some((name, ns)) => format!("expected service {name} in namespace {ns} or a serviceentry for it"),
-                None => "expected a service or serviceentry for it".to_string(),
-            };
-            self.push(
-                Code::RG104,
-                at.key("host"),
-                format!("host {host} matches no service and no serviceentry; {expected}"),
-            );
+            self.push(Code::RG104, at.key("host"), missing_host(self.ctx, &host, namespace));
         }
         if let Some(subset) = dest.subset.as_deref().filter(|s| !s.is_empty()) {
             self.subset(at, &host, subset);
@@ -207,49 +209,153 @@ impl Check<'_> {
     }
 
     /// RG103: `subset` of `host` (the destination at `at`) must be defined by a DestinationRule
-    /// visible from the route.
+    /// visible to the clients the route reaches: an error when none of them can
+    /// resolve it, a warning naming those that cannot when some can.
     fn subset(&mut self, at: &FieldPath, host: &str, subset: &str) {
         let namespace = self.key.namespace.as_str();
         let fresh;
-        let resolution = match self.resolved.iter().find(|(h, _)| *h == host) {
-            Some((_, resolution)) => resolution.as_ref(),
+        let lookups = match self.resolved.iter().find(|(h, _)| *h == host) {
+            Some((_, lookups)) => lookups.as_slice(),
             // Every host with a subset is resolved up front; this only guards against a miss.
             None => {
-                fresh = self.ctx.snapshot.destination_rules(namespace, host, None);
-                fresh.as_ref()
+                fresh = [(Clients::Namespace(namespace), self.ctx.snapshot.destination_rules(namespace, host, None))];
+                &fresh
             }
         };
-        let why = match resolution {
-            Some(resolution) if resolution.subset(subset).is_some() => return,
-            Some(resolution) => {
-                let mut rules = String::new();
-                for (n, (rule, _)) in resolution.rules.iter().enumerate() {
-                    let sep = if n == 0 { "" } else { ", " };
-                    let _ = write!(rules, "{sep}{}/{}", rule.namespace, rule.name);
-                }
-                // Merged DestinationRules may define a subset twice (RG202); name it once.
-                let mut names: Vec<&str> = Vec::new();
-                for s in resolution.subsets() {
-                    if !names.contains(&s.name.as_str()) {
-                        names.push(&s.name);
-                    }
-                }
-                let defined = names.join(", ");
-                let (noun, verb) = if resolution.rules.len() == 1 {
-                    ("destinationrule", "defines")
-                } else {
-                    ("destinationrules", "define")
-                };
-                if defined.is_empty() {
-                    format!("{noun} {rules} {verb} no subsets")
-                } else {
-                    format!("{noun} {rules} {verb} {defined}")
-                }
-            }
-            None => format!("no destinationrule for {host} is visible from namespace {namespace}"),
+        let defines = |r: &Option<Resolution<'_>>| r.as_ref().is_some_and(|r| r.subset(subset).is_some());
+        let (ok, missing): (Vec<_>, Vec<_>) = lookups.iter().partition(|(_, r)| defines(r));
+        if missing.is_empty() {
+            return;
+        }
+        let path = at.key("subset");
+        if let Some((clients, _)) = ok.first() {
+            let message = partly_defined(host, subset, &ok, &missing, *clients);
+            self.out.push(Finding::new(Code::RG103, self.key, path, message).with_severity(Severity::Warning));
+            return;
+        }
+        // Undefined everywhere: explain it from the first clients (the route's own namespace when it reaches it).
+        let Some((clients, resolution)) = lookups.first() else { return };
+        let from = match clients {
+            Clients::Namespace(ns) => *ns,
+            Clients::Others => namespace,
         };
-        self.push(Code::RG103, at.key("subset"), format!("subset \"{subset}\" of host {host} is not defined; {why}"));
+        let mut why = match resolution {
+            Some(resolution) => defined_subsets(resolution),
+            None => format!("no destinationrule for {host} is visible from namespace {from}"),
+        };
+        why.push_str(&hidden_definitions(self.ctx, host, subset, from, resolution.as_ref()));
+        self.push(Code::RG103, path, format!("subset \"{subset}\" of host {host} is not defined; {why}"));
     }
+}
+
+/// `destinationrule ns/a defines v1, v2`: what a resolution offers.
+fn defined_subsets(resolution: &Resolution<'_>) -> String {
+    let rules: Vec<String> =
+        resolution.rules.iter().map(|(rule, _)| format!("{}/{}", rule.namespace, rule.name)).collect();
+    // Merged DestinationRules may define a subset twice (RG202); name it once.
+    let mut names: Vec<&str> = Vec::new();
+    for s in resolution.subsets() {
+        if !names.contains(&s.name.as_str()) {
+            names.push(&s.name);
+        }
+    }
+    let (noun, verb) = if rules.len() == 1 { ("destinationrule", "defines") } else { ("destinationrules", "define") };
+    if names.is_empty() {
+        format!("{noun} {} {verb} no subsets", rules.join(", "))
+    } else {
+        format!("{noun} {} {verb} {}", rules.join(", "), names.join(", "))
+    }
+}
+
+/// The DestinationRules that define `subset` for `host` but that clients in
+/// `from` do not use: hidden by their `exportTo`, or outranked by the rules of
+/// a namespace Istio looks in first. Empty when there are none.
+fn hidden_definitions(ctx: Context<'_>, host: &str, subset: &str, from: &str, used: Option<&Resolution<'_>>) -> String {
+    let mut out = String::new();
+    for rule in ctx.snapshot.rules_for_host(host) {
+        let Some(spec) = rule.destination_rule() else { continue };
+        let in_use = used.is_some_and(|r| r.rules.iter().any(|(k, _)| *k == rule.key()));
+        if in_use || !spec.subsets.iter().any(|s| s.name == subset) {
+            continue;
+        }
+        let name = format!("{}/{}", rule.namespace(), rule.name());
+        let order = ctx.snapshot.lookup_order(from, host);
+        let reason = if rule.namespace() != from && !rule.exported_to(from) {
+            format!("its exportTo [{}] hides it from namespace {from}", rule.exports().join(", "))
+        } else if !order.contains(&rule.namespace()) {
+            format!(
+                "clients in {from} look for destinationrules only in namespaces {} (their own, the host's, the mesh root)",
+                order.join(", ")
+            )
+        } else {
+            let winner = used.map_or(from, |r| r.namespace);
+            format!(
+                "istio uses the destinationrules of namespace {winner} for clients in {from}, which it looks in first"
+            )
+        };
+        let _ = write!(out, "; destinationrule {name} defines \"{subset}\" but {reason}");
+    }
+    out
+}
+
+/// The RG103 warning for a subset that only some of the route's clients can resolve.
+fn partly_defined(
+    host: &str,
+    subset: &str,
+    ok: &[&(Clients<'_>, Option<Resolution<'_>>)],
+    missing: &[&(Clients<'_>, Option<Resolution<'_>>)],
+    first_ok: Clients<'_>,
+) -> String {
+    let list = |set: &[&(Clients<'_>, Option<Resolution<'_>>)]| {
+        set.iter().map(|(c, _)| c.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let source = ok
+        .iter()
+        .find(|(c, _)| *c == first_ok)
+        .and_then(|(_, r)| r.as_ref())
+        .map(|r| {
+            let rules: Vec<String> = r.rules.iter().map(|(k, _)| format!("{}/{}", k.namespace, k.name)).collect();
+            format!("destinationrule {}", rules.join(", "))
+        })
+        .unwrap_or_default();
+    format!(
+        "subset \"{subset}\" of host {host} is defined ({source}) only for clients in {}; clients in {} see no \
+         destinationrule defining it and get 503; define it in a destinationrule visible to them (in the host's \
+         namespace, exported to them) or narrow the virtualservice's exportTo",
+        list(ok),
+        list(missing)
+    )
+}
+
+/// The RG104 message for a cluster-local host that no Service or ServiceEntry
+/// visible from `from` declares, naming those hidden by their `exportTo`.
+fn missing_host(ctx: Context<'_>, host: &str, from: &str) -> String {
+    let domain = ctx.snapshot.domain();
+    let hidden: Vec<String> = ctx
+        .snapshot
+        .host_owners(host)
+        .map(|e| {
+            let exports = e.exports().join(", ");
+            format!(
+                "{} {}/{} declares it but its exportTo [{exports}] hides it from namespace {from}",
+                e.kind().as_str().to_ascii_lowercase(),
+                e.namespace(),
+                e.name()
+            )
+        })
+        .collect();
+    if !hidden.is_empty() {
+        return format!(
+            "host {host} matches no service and no serviceentry visible from namespace {from}; {}; \
+             expected one exported to {from}",
+            hidden.join("; ")
+        );
+    }
+    let expected = match hosts::split_service_host(host, domain) {
+        Some((name, ns)) => format!("expected service {name} in namespace {ns} or a serviceentry for it"),
+        None => "expected a service or serviceentry for it".to_string(),
+    };
+    format!("host {host} matches no service and no serviceentry; {expected}")
 }
 
 #[cfg(test)]

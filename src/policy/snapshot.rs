@@ -35,6 +35,27 @@ struct Stored {
     marks: Marks,
     /// `None` when the spec does not have the shape its kind requires.
     spec: Option<Spec>,
+    /// Istio's `exportTo` of the object: a Service's `networking.istio.io/exportTo`
+    /// annotation (comma-separated), the `spec.exportTo` of the Istio kinds.
+    exports: Box<[String]>,
+}
+
+/// The Service annotation by which Istio limits the namespaces a Service is visible in.
+pub const SERVICE_EXPORT_ANNOTATION: &str = "networking.istio.io/exportTo";
+
+/// The `exportTo` of an object, as written.
+fn exports_of(object: &Object, spec: Option<&Spec>) -> Box<[String]> {
+    let list: &[String] = match spec {
+        Some(Spec::VirtualService(s)) => &s.export_to,
+        Some(Spec::DestinationRule(s)) => &s.export_to,
+        Some(Spec::ServiceEntry(s)) => &s.export_to,
+        Some(Spec::Service(_)) => {
+            let annotation = object.annotation(SERVICE_EXPORT_ANNOTATION).unwrap_or_default();
+            return annotation.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
+        }
+        _ => &[],
+    };
+    list.into()
 }
 
 /// Labels and annotations generation and reconciliation test on many objects.
@@ -61,7 +82,8 @@ impl Entry {
             manage_subsets: object.annotation(generate::MANAGE_SUBSETS_ANNOTATION) == Some("true"),
         };
         let json = object.raw.to_string().into_boxed_str();
-        Entry(Arc::new(Stored { key: object.key.clone(), json, marks, spec }))
+        let exports = exports_of(object, spec.as_ref());
+        Entry(Arc::new(Stored { key: object.key.clone(), json, marks, spec, exports }))
     }
 
     pub fn key(&self) -> &ObjectKey {
@@ -94,6 +116,16 @@ impl Entry {
     /// The typed spec; `None` when the spec does not have the shape its kind requires.
     pub fn spec(&self) -> Option<&Spec> {
         self.0.spec.as_ref()
+    }
+
+    /// The object's Istio `exportTo`, as written (empty: exported everywhere).
+    pub fn exports(&self) -> &[String] {
+        &self.0.exports
+    }
+
+    /// True when Istio makes the object visible to proxies in namespace `from`.
+    pub fn exported_to(&self, from: &str) -> bool {
+        hosts::exported_to(&self.0.exports, self.namespace(), from)
     }
 
     /// True when routeguard manages the object (`app.kubernetes.io/managed-by: routeguard`).
@@ -219,6 +251,10 @@ pub struct Snapshot {
     entry_hosts: HashMap<String, Keys>,
     entry_wildcards: HashMap<String, Keys>,
     rules: HashMap<String, NamespaceRules>,
+    /// Every DestinationRule by its qualified host, exact hosts and wildcards
+    /// apart, whatever its namespace: the namespaces a host's subsets may
+    /// resolve differently in, and the rules a refusal may name.
+    all_rules: NamespaceRules,
     by_namespace: HashMap<(Kind, String), Keys>,
     routes: HashMap<String, Keys>,
     /// Deployments by `<namespace>/<key>=<value>` of each pod template label.
@@ -250,6 +286,7 @@ impl Snapshot {
             entry_hosts: HashMap::new(),
             entry_wildcards: HashMap::new(),
             rules: HashMap::new(),
+            all_rules: NamespaceRules::default(),
             by_namespace: HashMap::new(),
             routes: HashMap::new(),
             templates: HashMap::new(),
@@ -358,11 +395,29 @@ impl Snapshot {
         self.services.get(host)
     }
 
-    /// True when a Service or a ServiceEntry declares `host`.
-    pub fn host_exists(&self, host: &str) -> bool {
-        self.services.contains_key(host)
-            || self.entry_hosts.contains_key(host)
-            || self.entry_wildcards.keys().any(|pattern| hosts::covers(pattern, host))
+    /// The Services and ServiceEntries that declare `host`, wherever they are exported.
+    pub fn host_owners<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        let service = self.services.get(host);
+        let exact = self.entry_hosts.get(host).into_iter().flatten().map(|e| &e.0);
+        let wild = self.entry_wildcards.iter().filter(move |(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
+        service.into_iter().chain(exact).chain(wild.map(|e| &e.0))
+    }
+
+    /// True when a Service or a ServiceEntry declares `host`, visible to proxies in
+    /// namespace `from` (Istio's `exportTo`: a Service's annotation
+    /// `networking.istio.io/exportTo`, a ServiceEntry's `spec.exportTo`).
+    pub fn host_visible(&self, host: &str, from: &str) -> bool {
+        self.host_owners(host).any(|e| e.exported_to(from))
+    }
+
+    /// Every DestinationRule, in any namespace, whose host covers `host`, ordered by key.
+    pub fn rules_for_host<'a>(&'a self, host: &'a str) -> Vec<&'a Entry> {
+        let all = &self.all_rules;
+        let exact = all.exact.get(host).into_iter().flatten();
+        let wild = all.wildcard.iter().filter(|(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
+        let mut rules: Vec<&Entry> = exact.chain(wild).map(|e| &e.0).collect();
+        rules.sort_by(|a, b| a.key().cmp(b.key()));
+        rules
     }
 
     /// The namespaces that own `host`: the Service's namespace for a
@@ -397,6 +452,12 @@ impl Snapshot {
         host: &'a str,
         change: Option<RuleChange<'a>>,
     ) -> Option<Resolution<'a>> {
+        self.lookup_order(from, host).into_iter().find_map(|namespace| self.rules_in(namespace, from, host, change))
+    }
+
+    /// The namespaces a proxy in `from` looks in for the DestinationRules of
+    /// `host`, in order: its own, the host's, the mesh root namespace.
+    pub fn lookup_order<'a>(&'a self, from: &'a str, host: &'a str) -> Vec<&'a str> {
         let mut order: Vec<&str> = vec![from];
         for namespace in self.host_namespaces(host) {
             if !order.contains(&namespace) {
@@ -406,7 +467,7 @@ impl Snapshot {
         if !order.contains(&self.root_namespace.as_str()) {
             order.push(&self.root_namespace);
         }
-        order.into_iter().find_map(|namespace| self.rules_in(namespace, from, host, change))
+        order
     }
 
     /// The DestinationRules of one namespace that apply to `host` and are visible from `from`.
@@ -486,8 +547,9 @@ impl Snapshot {
             (_, Some(Spec::Deployment(d))) => {
                 d.template.metadata.labels.iter().map(|(k, v)| Term::TemplateLabel(template_slot(ns, k, v))).collect()
             }
+            // Istio refuses a ServiceEntry for host `*`: it declares nothing.
             (_, Some(Spec::ServiceEntry(se))) => {
-                se.hosts.iter().map(|h| Term::EntryHost(h.to_ascii_lowercase())).collect()
+                se.hosts.iter().filter(|h| *h != "*").map(|h| Term::EntryHost(h.to_ascii_lowercase())).collect()
             }
             (_, Some(Spec::DestinationRule(dr))) => vec![Term::Rule(hosts::qualify(&dr.host, ns, domain))],
             (_, Some(Spec::VirtualService(vs))) => {
@@ -518,6 +580,9 @@ impl Snapshot {
             Term::Route(host) => update(&mut self.routes, host, entry, add),
             Term::TemplateLabel(slot) => update(&mut self.templates, slot, entry, add),
             Term::Rule(host) => {
+                let all = &mut self.all_rules;
+                let map = if host.starts_with('*') { &mut all.wildcard } else { &mut all.exact };
+                update(map, host.clone(), entry, add);
                 let rules = self.rules.entry(key.namespace.clone()).or_default();
                 let map = if host.starts_with('*') { &mut rules.wildcard } else { &mut rules.exact };
                 update(map, host, entry, add);

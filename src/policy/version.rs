@@ -349,7 +349,10 @@ pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutatio
     let labels = string_map(template.pointer("/metadata/labels"));
 
     let (value, derived) = match template_version(policy, object) {
-        Some(Value::String(existing)) => (existing.clone(), None),
+        Some(Value::String(existing)) => match relabelled(policy, object, existing) {
+            Some(relabel) => (relabel.value.clone(), Some(relabel)),
+            None => (existing.clone(), None),
+        },
         Some(other) => {
             mutation.findings.extend(invalid_version(policy, object, other));
             return mutation;
@@ -362,7 +365,10 @@ pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutatio
     };
 
     let mut ops = Vec::new();
-    if template_changed {
+    // A relabel changes the template on purpose, even when nothing else in it changed.
+    let relabel =
+        derived.as_ref().is_some_and(|d| d.source == Source::Annotation) && template_version(policy, object).is_some();
+    if template_changed || relabel {
         let mut entries: Vec<(&str, Value)> = Vec::new();
         if derived.is_some() {
             entries.push((key, Value::String(value.clone())));
@@ -394,16 +400,68 @@ pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutatio
     match &derived {
         Some(d) => {
             let path = template_labels_path().key(key);
-            let message = format!(
-                "{path} was missing: injected {:?} from {}; subsets select pods by this label",
-                d.value, d.origin
-            );
+            let message = if relabel {
+                format!("{path} relabelled {:?} from {}; subsets select pods by this label", d.value, d.origin)
+            } else {
+                format!(
+                    "{path} was missing: injected {:?} from {}; subsets select pods by this label",
+                    d.value, d.origin
+                )
+            };
             mutation.findings.push(Finding::new(Code::RG301, &object.key, path, message));
         }
-        None => mutation.findings.extend(invalid_version(policy, object, &Value::String(value))),
+        None => {
+            if template_changed {
+                mutation.findings.extend(drift(object, template, &labels, key, &value));
+            }
+            mutation.findings.extend(invalid_version(policy, object, &Value::String(value)));
+        }
     }
     mutation.patch = Patch(ops);
     mutation
+}
+
+/// True when routeguard injected the template's version label: the source
+/// annotation records a source other than a label the user wrote.
+fn injected(object: &Object) -> bool {
+    object.annotation(VERSION_SOURCE_ANNOTATION).is_some_and(|s| s != Source::Label.annotation_value())
+}
+
+/// The version that [`VERSION_ANNOTATION`] asks for, when derivation picks
+/// it (no template fallback label outranks it) and it differs from the
+/// injected `existing` label: a relabel on purpose. Never for a label the
+/// user wrote, nor when `spec.selector` pins the version label (changing it
+/// would no longer match the selector, which cannot change).
+fn relabelled(policy: &Policy, object: &Object, existing: &str) -> Option<Derived> {
+    let pinned = object.raw.pointer("/spec/selector/matchLabels").and_then(|m| m.get(&policy.version_label)).is_some();
+    if !injected(object) || pinned || object.annotation(VERSION_ANNOTATION).is_none() {
+        return None;
+    }
+    let template = object.raw.pointer("/spec/template")?;
+    let wanted = derive(object, template, &string_map(template.pointer("/metadata/labels")));
+    (wanted.source == Source::Annotation && wanted.value != existing)
+        .then(|| Derived { origin: format!("{}, replacing {existing:?}", wanted.origin), ..wanted })
+}
+
+/// RG304: the template keeps a version label routeguard injected while the
+/// changed template would give another version (`kubectl set image` to a new tag).
+fn drift(object: &Object, template: &Value, labels: &Labels, key: &str, existing: &str) -> Option<Finding> {
+    if !injected(object) {
+        return None;
+    }
+    let now = derive(object, template, labels);
+    if now.value == existing {
+        return None;
+    }
+    let path = template_labels_path().key(key);
+    let message = format!(
+        "{path} stays {existing:?}, which routeguard injected, but {} now gives {:?}: the pods keep subset \
+         {existing:?} and routes to it reach the new pods; to release {:?} as its own version create a new \
+         deployment for it, or set annotation {VERSION_ANNOTATION}: {:?} on this deployment to relabel its pods on \
+         purpose",
+        now.origin, now.value, now.value, now.value
+    );
+    Some(Finding::new(Code::RG304, &object.key, path, message))
 }
 
 /// RG302 when the Deployment's version label is not a valid subset name.

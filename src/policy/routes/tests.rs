@@ -157,14 +157,35 @@ fn rg103_respects_export_to_and_merges_rules() {
     let mut hidden = rule("details", "shop", "details", &["v1"]);
     hidden["spec"]["exportTo"] = json!(["."]);
     objects.push(hidden);
+    // Exported everywhere, the route also reaches the clients of shop, which see the rule: a warning.
     let spec = json!({"http": [{"route": [{"destination": dest("details.shop.svc.cluster.local", "v1")}]}]});
     let f = only(
         check_with(&Policy::default(), objects.clone(), spec),
         Code::RG103,
         "spec.http[0].route[0].destination.subset",
     );
-    assert!(
-        f.message.ends_with("no destinationrule for details.shop.svc.cluster.local is visible from namespace default")
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(
+        f.message,
+        "subset \"v1\" of host details.shop.svc.cluster.local is defined (destinationrule shop/details) only for \
+         clients in shop; clients in default, istio-system, every other namespace see no destinationrule defining it \
+         and get 503; define it in a destinationrule visible to them (in the host's namespace, exported to them) or \
+         narrow the virtualservice's exportTo"
+    );
+    // Exported to its own namespace only, no client can resolve it: an error naming the hidden rule.
+    let spec = json!({"exportTo": ["."],
+                      "http": [{"route": [{"destination": dest("details.shop.svc.cluster.local", "v1")}]}]});
+    let f = only(
+        check_with(&Policy::default(), objects.clone(), spec),
+        Code::RG103,
+        "spec.http[0].route[0].destination.subset",
+    );
+    assert_eq!(f.severity, Severity::Error);
+    assert_eq!(
+        f.message,
+        "subset \"v1\" of host details.shop.svc.cluster.local is not defined; no destinationrule for \
+         details.shop.svc.cluster.local is visible from namespace default; destinationrule shop/details defines \
+         \"v1\" but its exportTo [.] hides it from namespace default"
     );
 
     objects.push(rule("reviews-canary", "default", "reviews", &["canary", "v1"]));
@@ -210,6 +231,108 @@ fn rg104_cluster_local_hosts_must_exist() {
     let found = check(json!({"tcp": [{"route": [{"destination": {"host": "db.example.com"}}]}],
                             "http": [{"route": [{"destination": {"host": "legacy.billing.svc.cluster.local"}}]}]}));
     assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn rg103_judges_subsets_from_every_namespace_the_route_reaches() {
+    // The route and its DestinationRule in default, the host in backend: only default's clients resolve v1.
+    let mut objects = cluster();
+    objects.push(service("catalog", "backend"));
+    objects.push(rule("catalog", "default", "catalog.backend.svc.cluster.local", &["v1"]));
+    let route = |export_to: Value| {
+        json!({"exportTo": export_to,
+               "http": [{"route": [{"destination": dest("catalog.backend.svc.cluster.local", "v1")}]}]})
+    };
+    let f = only(
+        check_with(&Policy::default(), objects.clone(), route(json!([]))),
+        Code::RG103,
+        "spec.http[0].route[0].destination.subset",
+    );
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message.starts_with(
+            "subset \"v1\" of host catalog.backend.svc.cluster.local is defined (destinationrule default/catalog) \
+             only for clients in default; clients in backend, istio-system, every other namespace see no \
+             destinationrule defining it and get 503"
+        ),
+        "{}",
+        f.message
+    );
+    // Exported to its own namespace only, every client it reaches resolves it.
+    assert!(check_with(&Policy::default(), objects.clone(), route(json!(["."]))).is_empty());
+    // Exported to a namespace that cannot resolve it: an error.
+    let f = only(
+        check_with(&Policy::default(), objects.clone(), route(json!(["web"]))),
+        Code::RG103,
+        "spec.http[0].route[0].destination.subset",
+    );
+    assert_eq!(f.severity, Severity::Error);
+    assert_eq!(
+        f.message,
+        "subset \"v1\" of host catalog.backend.svc.cluster.local is not defined; no destinationrule for \
+         catalog.backend.svc.cluster.local is visible from namespace web; destinationrule default/catalog defines \
+         \"v1\" but clients in web look for destinationrules only in namespaces web, backend, istio-system (their \
+         own, the host's, the mesh root)"
+    );
+    // A gateway-only route is judged from its own namespace.
+    let mut gateway = route(json!([]));
+    gateway["gateways"] = json!(["istio-system/public"]);
+    assert!(check_with(&Policy::default(), objects.clone(), gateway).is_empty());
+
+    // With the rule in the host's namespace, exported everywhere, every client resolves it.
+    let mut objects = cluster();
+    objects.push(service("catalog", "backend"));
+    objects.push(rule("catalog", "backend", "catalog", &["v1"]));
+    assert!(check_with(&Policy::default(), objects.clone(), route(json!([]))).is_empty());
+    // A rule of the route's namespace without the subset outranks it for the route's own clients.
+    objects.push(rule("catalog-local", "default", "catalog.backend.svc.cluster.local", &["v2"]));
+    let f = only(
+        check_with(&Policy::default(), objects, route(json!(["."]))),
+        Code::RG103,
+        "spec.http[0].route[0].destination.subset",
+    );
+    assert_eq!(
+        f.message,
+        "subset \"v1\" of host catalog.backend.svc.cluster.local is not defined; destinationrule \
+         default/catalog-local defines v2; destinationrule backend/catalog defines \"v1\" but istio uses the \
+         destinationrules of namespace default for clients in default, which it looks in first"
+    );
+}
+
+#[test]
+fn rg104_hosts_must_be_exported_to_the_route() {
+    let mut objects = cluster();
+    let mut internal = service("vault", "secure");
+    internal["metadata"]["annotations"] = json!({"networking.istio.io/exportTo": "."});
+    objects.push(internal);
+    objects.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                        "metadata": {"name": "everything", "namespace": "egress"},
+                        "spec": {"hosts": ["*"], "exportTo": ["."]}}));
+    objects.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                        "metadata": {"name": "partner", "namespace": "egress"},
+                        "spec": {"hosts": ["partner.egress.svc.cluster.local"], "exportTo": ["egress", "web"]}}));
+    let found = check_with(
+        &Policy::default(),
+        objects,
+        json!({"http": [{"route": [{"destination": {"host": "vault.secure.svc.cluster.local"}, "weight": 50},
+                                   {"destination": {"host": "partner.egress.svc.cluster.local"}, "weight": 50}]},
+                        {"route": [{"destination": {"host": "details"}}]}]}),
+    );
+    let got: Vec<String> = found.iter().map(Finding::summary).collect();
+    assert_eq!(
+        got,
+        [
+            "RG104 spec.http[0].route[0].destination.host: host vault.secure.svc.cluster.local matches no service \
+             and no serviceentry visible from namespace default; service secure/vault declares it but its exportTo \
+             [.] hides it from namespace default; expected one exported to default",
+            "RG104 spec.http[0].route[1].destination.host: host partner.egress.svc.cluster.local matches no service \
+             and no serviceentry visible from namespace default; serviceentry egress/partner declares it but its \
+             exportTo [egress, web] hides it from namespace default; expected one exported to default",
+            // A ServiceEntry for host `*` (which istiod refuses) hides no missing host.
+            "RG104 spec.http[1].route[0].destination.host: host details.default.svc.cluster.local matches no \
+             service and no serviceentry; expected service details in namespace default or a serviceentry for it",
+        ]
+    );
 }
 
 #[test]

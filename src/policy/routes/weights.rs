@@ -14,6 +14,11 @@ pub(in crate::policy) struct Weighted {
     /// The weight an entry without one gets when there are several:
     /// 0 for Istio, 1 for the Gateway API.
     pub missing: i64,
+    /// The Gateway API's weights: relative even for a lone entry (any weight
+    /// above 0 takes all traffic, 0 takes none), and filled in with 1 by the
+    /// API server before admission, so a weight of 1 may be an omitted one.
+    /// Istio's lone destination takes all traffic whatever its weight says.
+    pub relative: bool,
 }
 
 /// Checks the weights of one route: `list` is the path of the list
@@ -39,27 +44,38 @@ pub(in crate::policy) fn check<I>(
             ));
         }
     }
-    match mode {
-        WeightMode::Sum100 => sum_100(out, key, list, what, weights, count),
-        WeightMode::Relative => {
-            // Istio and the Gateway API both refuse a split in which nothing gets traffic.
-            if count > 1 && weights.clone().all(|w| w.unwrap_or(what.missing) == 0) {
-                out.push(Finding::new(
-                    Code::RG102,
-                    key,
-                    list.clone(),
-                    format!(
-                        "all weights of {list} are 0, so no {} would receive traffic; expected at least one weight above 0",
-                        what.item
-                    ),
-                ));
-            }
-        }
+    // Istio and the Gateway API both refuse a split in which nothing gets
+    // traffic; for the Gateway API a lone backendRef of weight 0 is one.
+    let lone_counts = what.relative && count == 1;
+    let nothing = (count > 1 || lone_counts) && weights.clone().all(|w| w.unwrap_or(what.missing) == 0);
+    if nothing && (what.relative || mode == WeightMode::Relative) {
+        out.push(no_traffic(key, list, what, count));
+        return;
+    }
+    if mode == WeightMode::Sum100 && !lone_counts {
+        sum_100(out, key, list, what, weights, count);
     }
 }
 
+/// RG102: every weight of the route is 0.
+fn no_traffic(key: &ObjectKey, list: &FieldPath, what: Weighted, count: usize) -> Finding {
+    let item = what.item;
+    if count == 1 {
+        let message = format!(
+            "weight of the only {item} in {list} is 0, so it would receive no traffic; expected a weight above 0 \
+             (or no weight)"
+        );
+        return Finding::new(Code::RG102, key, list.index(0).key("weight"), message);
+    }
+    let message = format!(
+        "all weights of {list} are 0, so no {item} would receive traffic; expected at least one weight above 0"
+    );
+    Finding::new(Code::RG102, key, list.clone(), message)
+}
+
 /// RG101: the weights of a route with several entries sum to 100; a lone
-/// entry has no weight or 100.
+/// Istio destination has no weight or 100 (a lone Gateway API backendRef is
+/// never judged here: any weight above 0 sends it all traffic).
 fn sum_100<I>(out: &mut Vec<Finding>, key: &ObjectKey, list: &FieldPath, what: Weighted, weights: I, count: usize)
 where
     I: Iterator<Item = Option<i64>> + Clone,
@@ -90,7 +106,8 @@ where
         }
         let _ = write!(parts, "{}", w.unwrap_or(what.missing));
     }
-    let note = if weights.clone().any(|w| w.is_none()) {
+    // The API server fills in omitted Gateway API weights, so say it whatever the object shows.
+    let note = if what.relative || weights.clone().any(|w| w.is_none()) {
         format!(" (a missing weight counts as {})", what.missing)
     } else {
         String::new()
@@ -108,8 +125,8 @@ mod tests {
     use super::*;
     use crate::model::Kind;
 
-    const ISTIO: Weighted = Weighted { item: "destination", missing: 0 };
-    const GATEWAY: Weighted = Weighted { item: "backendRef", missing: 1 };
+    const ISTIO: Weighted = Weighted { item: "destination", missing: 0, relative: false };
+    const GATEWAY: Weighted = Weighted { item: "backendRef", missing: 1, relative: true };
 
     fn run(mode: WeightMode, what: Weighted, weights: &[Option<i64>]) -> Vec<Finding> {
         let key = ObjectKey { kind: Kind::VirtualService, namespace: "default".into(), name: "r".into() };
@@ -134,6 +151,29 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_backend_ref_takes_all_traffic_with_any_weight_above_0() {
+        for mode in [WeightMode::Sum100, WeightMode::Relative] {
+            // What the API server sends for a backendRef written without a weight.
+            assert!(run(mode, GATEWAY, &[Some(1)]).is_empty());
+            assert!(run(mode, GATEWAY, &[Some(7)]).is_empty());
+            assert!(run(mode, GATEWAY, &[None]).is_empty());
+            assert_eq!(
+                summaries(&run(mode, GATEWAY, &[Some(0)])),
+                ["RG102 spec.http[0].route[0].weight: weight of the only backendRef in spec.http[0].route is 0, \
+                     so it would receive no traffic; expected a weight above 0 (or no weight)"]
+            );
+            let found = run(mode, GATEWAY, &[Some(0), Some(0)]);
+            assert_eq!(
+                summaries(&found),
+                ["RG102 spec.http[0].route: all weights of spec.http[0].route are 0, so no backendRef would \
+                     receive traffic; expected at least one weight above 0"]
+            );
+        }
+        // Istio's lone destination takes all traffic whatever its weight says.
+        assert!(run(WeightMode::Relative, ISTIO, &[Some(0)]).is_empty());
+    }
+
+    #[test]
     fn sum_100_refuses_other_sums() {
         assert_eq!(
             summaries(&run(WeightMode::Sum100, ISTIO, &[Some(80), Some(10)])),
@@ -146,6 +186,12 @@ mod tests {
         );
         assert_eq!(
             summaries(&run(WeightMode::Sum100, GATEWAY, &[None, None])),
+            ["RG101 spec.http[0].route: weights of spec.http[0].route sum to 2 (1 + 1), expected 100 \
+                 (a missing weight counts as 1)"]
+        );
+        // As the API server sends it: the omitted weights already filled in.
+        assert_eq!(
+            summaries(&run(WeightMode::Sum100, GATEWAY, &[Some(1), Some(1)])),
             ["RG101 spec.http[0].route: weights of spec.http[0].route sum to 2 (1 + 1), expected 100 \
                  (a missing weight counts as 1)"]
         );

@@ -77,8 +77,9 @@ fn a_pending_change_replaces_or_removes_one_rule() {
 fn upsert_and_remove_keep_every_index_consistent() {
     let mut snap = snapshot(bookinfo());
     let host = "reviews.default.svc.cluster.local";
-    assert!(snap.host_exists(host));
+    assert!(snap.host_visible(host, "default"));
     assert_eq!(snap.routes_to(host).count(), 1);
+    assert_eq!(snap.rules_for_host(host).len(), 1);
     let selector: Labels = [("app".to_string(), "reviews".to_string())].into();
     assert_eq!(snap.deployments_selected("default", &selector).len(), 3);
     // Re-labelling a Deployment moves it in the template index.
@@ -88,11 +89,13 @@ fn upsert_and_remove_keep_every_index_consistent() {
         snap.remove(&object.key);
     }
     assert!(snap.is_empty());
-    assert!(!snap.host_exists(host));
+    assert!(!snap.host_visible(host, "default"));
+    assert!(snap.rules_for_host(host).is_empty());
     assert_eq!(snap.routes_to(host).count(), 0);
     assert!(snap.deployments_selected("default", &selector).is_empty());
     assert!(snap.destination_rules("default", host, None).is_none());
     assert!(snap.services.is_empty() && snap.routes.is_empty() && snap.templates.is_empty() && snap.rules.is_empty());
+    assert!(snap.all_rules.exact.is_empty() && snap.all_rules.wildcard.is_empty());
 }
 
 #[test]
@@ -109,11 +112,52 @@ fn service_entries_declare_hosts_and_their_namespace_for_lookups() {
         "spec": {"hosts": ["api.example.com", "*.cdn.example.com"]}
     }));
     let snap = snapshot(vec![se, dr("egress", "ext", "api.example.com", &["v1"], &[])]);
-    assert!(snap.host_exists("api.example.com"));
-    assert!(snap.host_exists("img.cdn.example.com"));
-    assert!(!snap.host_exists("other.example.com"));
+    assert!(snap.host_visible("api.example.com", "shop"));
+    assert!(snap.host_visible("img.cdn.example.com", "shop"));
+    assert!(!snap.host_visible("other.example.com", "shop"));
     // The ServiceEntry's namespace is the host's namespace for DestinationRule lookups.
     assert_eq!(resolved(&snap, "shop", "api.example.com").map(|r| r.0), Some("egress".to_string()));
+}
+
+#[test]
+fn hosts_are_visible_only_where_their_service_or_service_entry_is_exported() {
+    let entry = |name: &str, hosts: Value, export_to: Value| {
+        object(json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                      "metadata": {"name": name, "namespace": "egress"},
+                      "spec": {"hosts": hosts, "exportTo": export_to}}))
+    };
+    let service = |name: &str, export: Option<&str>| {
+        let mut raw =
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "backend"}});
+        if let Some(export) = export {
+            raw["metadata"]["annotations"] = json!({"networking.istio.io/exportTo": export});
+        }
+        object(raw)
+    };
+    let snap = snapshot(vec![
+        entry("private", json!(["api.example.com"]), json!(["."])),
+        entry("shared", json!(["*.cdn.example.com"]), json!(["shop", "web"])),
+        entry("hidden", json!(["db.example.com"]), json!(["~"])),
+        // Istio refuses host `*`: it must not make every host look declared.
+        entry("everything", json!(["*"]), json!(["*"])),
+        service("reviews", Some(". , shop")),
+        service("ratings", None),
+        service("internal", Some(".")),
+    ]);
+    assert!(snap.host_visible("api.example.com", "egress"));
+    assert!(!snap.host_visible("api.example.com", "shop"));
+    assert!(snap.host_visible("img.cdn.example.com", "web"));
+    assert!(!snap.host_visible("img.cdn.example.com", "egress"));
+    assert!(!snap.host_visible("db.example.com", "egress"));
+    assert!(!snap.host_visible("anything.example.com", "egress"));
+    assert!(!snap.host_visible("ghost.backend.svc.cluster.local", "backend"));
+    let reviews = "reviews.backend.svc.cluster.local";
+    assert!(snap.host_visible(reviews, "backend") && snap.host_visible(reviews, "shop"));
+    assert!(!snap.host_visible(reviews, "web"));
+    assert!(snap.host_visible("ratings.backend.svc.cluster.local", "anywhere"));
+    assert!(!snap.host_visible("internal.backend.svc.cluster.local", "shop"));
+    let owners: Vec<String> = snap.host_owners(reviews).map(|e| e.exports().join(",")).collect();
+    assert_eq!(owners, [".,shop"]);
 }
 
 #[test]

@@ -295,3 +295,85 @@ proptest! {
         prop_assert!(update.patch.is_empty(), "update patch: {}", update.patch);
     }
 }
+
+/// `kubectl set image` on a Deployment whose version label routeguard injected from the old tag.
+fn set_image(annotations: Value, selector_version: bool) -> (Object, Object) {
+    let mut old = with_image("reviews:1.16.2");
+    let first = mutate(&policy(), &old, None);
+    old = applied(&old, &first);
+    let mut new = old.clone();
+    new.raw["spec"]["template"]["spec"]["containers"][0]["image"] = json!("reviews:1.17.0");
+    if let Some(map) = annotations.as_object() {
+        for (k, v) in map {
+            new.raw["metadata"]["annotations"][k] = v.clone();
+        }
+    }
+    if selector_version {
+        new.raw["spec"]["selector"]["matchLabels"]["version"] = json!("1-16-2");
+    }
+    (old, new)
+}
+
+#[test]
+fn rg304_warns_when_an_injected_version_no_longer_matches_the_template() {
+    let (old, new) = set_image(json!({}), false);
+    assert_eq!(template_label(&new, "version").as_deref(), Some("1-16-2"));
+    let mutation = mutate(&policy(), &new, Some(&old));
+    // The label stays: relabelling would move the pods out of the subset routes use.
+    assert!(mutation.patch.0.is_empty(), "{:?}", mutation.patch);
+    assert_eq!(mutation.findings.len(), 1, "{:#?}", mutation.findings);
+    let f = &mutation.findings[0];
+    assert_eq!(
+        (f.code, f.severity, f.path.as_str()),
+        (Code::RG304, Severity::Warning, "spec.template.metadata.labels.version")
+    );
+    assert_eq!(
+        f.message,
+        "spec.template.metadata.labels.version stays \"1-16-2\", which routeguard injected, but the tag of \
+         spec.template.spec.containers[0].image (\"reviews:1.17.0\") now gives \"1-17-0\": the pods keep subset \
+         \"1-16-2\" and routes to it reach the new pods; to release \"1-17-0\" as its own version create a new \
+         deployment for it, or set annotation routeguard.io/version: \"1-17-0\" on this deployment to relabel its \
+         pods on purpose"
+    );
+    // An unchanged template, or the same tag, warns of nothing.
+    assert!(mutate(&policy(), &old, Some(&old)).findings.is_empty());
+}
+
+#[test]
+fn rg304_never_warns_about_a_label_the_user_wrote() {
+    let mut old = with_image("reviews:1.16.2");
+    old.raw["spec"]["template"]["metadata"]["labels"]["version"] = json!("v1");
+    let old = applied(&old, &mutate(&policy(), &old, None));
+    assert_eq!(old.annotation(VERSION_SOURCE_ANNOTATION), Some("label"));
+    let mut new = old.clone();
+    new.raw["spec"]["template"]["spec"]["containers"][0]["image"] = json!("reviews:1.17.0");
+    let mutation = mutate(&policy(), &new, Some(&old));
+    assert!(mutation.findings.is_empty(), "{:#?}", mutation.findings);
+    assert!(mutation.patch.0.is_empty());
+    // Nor does the version annotation relabel a user's label.
+    new.raw["metadata"]["annotations"][VERSION_ANNOTATION] = json!("v2");
+    let mutation = mutate(&policy(), &new, Some(&old));
+    assert!(mutation.patch.0.is_empty(), "{:?}", mutation.patch);
+}
+
+#[test]
+fn the_version_annotation_relabels_an_injected_label_on_purpose() {
+    let (old, new) = set_image(json!({VERSION_ANNOTATION: "1.17.0"}), false);
+    let mutation = mutate(&policy(), &new, Some(&old));
+    let after = applied(&new, &mutation);
+    assert_eq!(template_label(&after, "version").as_deref(), Some("1-17-0"));
+    assert_eq!(after.labels().get("version").map(String::as_str), Some("1-17-0"));
+    assert_eq!(after.annotation(VERSION_SOURCE_ANNOTATION), Some("annotation"));
+    let codes: Vec<Code> = mutation.findings.iter().map(|f| f.code).collect();
+    assert_eq!(codes, [Code::RG301]);
+    assert!(mutation.findings[0].message.contains("relabelled \"1-17-0\""), "{}", mutation.findings[0].message);
+    // Idempotent: mutating the relabelled object again changes nothing and warns of nothing.
+    let again = mutate(&policy(), &after, Some(&after));
+    assert!(again.patch.0.is_empty() && again.findings.is_empty(), "{again:?}");
+
+    // A selector that pins the version label cannot follow a relabel: warn instead.
+    let (old, new) = set_image(json!({VERSION_ANNOTATION: "1.17.0"}), true);
+    let mutation = mutate(&policy(), &new, Some(&old));
+    assert!(mutation.patch.0.is_empty(), "{:?}", mutation.patch);
+    assert_eq!(mutation.findings.iter().map(|f| f.code).collect::<Vec<_>>(), [Code::RG304]);
+}

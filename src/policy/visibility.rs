@@ -1,0 +1,160 @@
+//! Which client proxies a VirtualService reaches, and how each of them
+//! resolves the DestinationRules of a host.
+//!
+//! A VirtualService bound to the mesh applies to the sidecars of every
+//! namespace it is exported to (`exportTo`; absent means everywhere), and each
+//! sidecar looks DestinationRules up from its own namespace first, then the
+//! host's namespace, then the mesh root namespace (see
+//! [`Snapshot::destination_rules`]). So a subset that only a DestinationRule
+//! in the route's own namespace defines, for a host in another namespace,
+//! works for clients in that namespace and is a 503 elsewhere. Routes bound
+//! only to gateways are judged from their own namespace.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::model::istio::VirtualServiceSpec;
+
+use super::hosts;
+use super::snapshot::{Resolution, Snapshot};
+
+/// The reserved gateway name of the sidecars of the mesh.
+pub const MESH_GATEWAY: &str = "mesh";
+
+/// A set of client namespaces that resolve a host alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Clients<'a> {
+    /// The proxies of one namespace.
+    Namespace(&'a str),
+    /// Every namespace not named otherwise (a VirtualService exported everywhere).
+    Others,
+}
+
+impl<'a> Clients<'a> {
+    /// The namespace a lookup for these clients starts from; `""` stands for a
+    /// namespace that holds no DestinationRule and is named by no `exportTo`.
+    fn lookup_namespace(self) -> &'a str {
+        match self {
+            Clients::Namespace(ns) => ns,
+            Clients::Others => "",
+        }
+    }
+}
+
+impl fmt::Display for Clients<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Clients::Namespace(ns) => f.write_str(ns),
+            Clients::Others => f.write_str("every other namespace"),
+        }
+    }
+}
+
+/// True when the VirtualService applies to sidecars (no `gateways`, or `mesh` among them).
+pub fn binds_mesh(vs: &VirtualServiceSpec) -> bool {
+    vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == MESH_GATEWAY)
+}
+
+/// The client namespaces a VirtualService of namespace `own` reaches, split
+/// as finely as their resolution of `host` can differ, its own namespace first.
+pub fn clients<'a>(
+    snapshot: &'a Snapshot,
+    own: &'a str,
+    vs: &'a VirtualServiceSpec,
+    host: &'a str,
+) -> Vec<Clients<'a>> {
+    let own_only = vec![Clients::Namespace(own)];
+    if !binds_mesh(vs) {
+        return own_only;
+    }
+    let everywhere = vs.export_to.is_empty() || vs.export_to.iter().any(|e| e == "*");
+    if !everywhere {
+        let mut out: Vec<Clients<'a>> = Vec::new();
+        for export in &vs.export_to {
+            let ns = match export.as_str() {
+                "." => own,
+                "~" => continue,
+                named => named,
+            };
+            if !out.contains(&Clients::Namespace(ns)) {
+                out.push(Clients::Namespace(ns));
+            }
+        }
+        // Exported nowhere, it applies to no one: judge it from its own namespace all the same.
+        return if out.is_empty() { own_only } else { out };
+    }
+    // Namespaces whose lookups can differ from a namespace that nothing names:
+    // those holding a DestinationRule for the host, those such a rule is
+    // exported to by name, the host's and the root namespace.
+    let mut named: BTreeSet<&'a str> = BTreeSet::new();
+    for rule in snapshot.rules_for_host(host) {
+        named.insert(rule.namespace());
+        named.extend(rule.exports().iter().map(String::as_str).filter(|e| !matches!(*e, "." | "*" | "~")));
+    }
+    if let Some((_, ns)) = hosts::split_service_host(host, snapshot.domain()) {
+        named.insert(ns);
+    }
+    named.insert(snapshot.root_namespace());
+    named.remove(own);
+    let mut out = own_only;
+    out.extend(named.into_iter().map(Clients::Namespace));
+    out.push(Clients::Others);
+    out
+}
+
+/// The DestinationRules that `clients` see for `host`.
+pub fn resolve<'a>(snapshot: &'a Snapshot, clients: Clients<'a>, host: &'a str) -> Option<Resolution<'a>> {
+    snapshot.destination_rules(clients.lookup_namespace(), host, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::model::Object;
+    use crate::policy::Policy;
+
+    fn rule(namespace: &str, host: &str, export_to: Value) -> Object {
+        let raw = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                         "metadata": {"name": format!("dr-{namespace}"), "namespace": namespace},
+                         "spec": {"host": host, "exportTo": export_to, "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}});
+        Object::from_value(raw, "default").expect("object")
+    }
+
+    fn vs(spec: Value) -> VirtualServiceSpec {
+        serde_json::from_value(spec).expect("spec")
+    }
+
+    const HOST: &str = "reviews.backend.svc.cluster.local";
+
+    #[test]
+    fn a_route_exported_everywhere_reaches_every_namespace_that_can_differ() {
+        let snapshot = Snapshot::from_objects(
+            &Policy::default(),
+            [rule("frontend", HOST, json!([])), rule("backend", HOST, json!([".", "payments"]))],
+        );
+        let spec = vs(json!({"hosts": ["reviews"]}));
+        let got: Vec<String> = clients(&snapshot, "frontend", &spec, HOST).iter().map(|c| c.to_string()).collect();
+        assert_eq!(got, ["frontend", "backend", "istio-system", "payments", "every other namespace"]);
+        let defines = |c: Clients<'_>| resolve(&snapshot, c, HOST).is_some_and(|r| r.subset("v1").is_some());
+        assert!(defines(Clients::Namespace("frontend")));
+        assert!(defines(Clients::Namespace("backend")));
+        assert!(defines(Clients::Namespace("payments")));
+        assert!(!defines(Clients::Namespace("istio-system")));
+        assert!(!defines(Clients::Others));
+    }
+
+    #[test]
+    fn named_exports_and_gateways_narrow_the_reach() {
+        let snapshot = Snapshot::from_objects(&Policy::default(), [rule("frontend", HOST, json!([]))]);
+        let names = |spec: Value| -> Vec<String> {
+            let spec = vs(spec);
+            clients(&snapshot, "frontend", &spec, HOST).iter().map(|c| c.to_string()).collect()
+        };
+        assert_eq!(names(json!({"exportTo": [".", "web"]})), ["frontend", "web"]);
+        assert_eq!(names(json!({"exportTo": ["~"]})), ["frontend"]);
+        assert_eq!(names(json!({"gateways": ["istio-system/public"]})), ["frontend"]);
+        assert_eq!(names(json!({"gateways": ["public", "mesh"], "exportTo": ["*"]})).len(), 4);
+    }
+}
