@@ -32,6 +32,16 @@ pub struct HttpRoute {
     /// Deprecated integer percentage, replaced by `mirrorPercentage`.
     pub mirror_percent: Option<f64>,
     pub delegate: Option<serde_json::Value>,
+    pub cors_policy: Option<CorsPolicy>,
+}
+
+/// `spec.http[].corsPolicy`, only the origins: the one field of it that holds
+/// regexes (the deprecated `allowOrigin` is a list of plain strings).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CorsPolicy {
+    /// The origins allowed, each a StringMatch like a match condition's.
+    pub allow_origins: Vec<StringMatch>,
 }
 
 /// One entry of `spec.http[].match`.

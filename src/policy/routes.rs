@@ -1,5 +1,5 @@
 //! VirtualService rules: weights (RG101, RG102), subsets (RG103), hosts (RG104),
-//! mirrors (RG105) and matches (RG106).
+//! mirrors (RG105), and matches and CORS origins (RG106).
 
 mod matches;
 pub(super) mod weights;
@@ -53,6 +53,9 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
             for (j, m) in route.matches.iter().enumerate() {
                 matches.check(&mut check.out, key, &base.index(j), m);
             }
+        }
+        if let Some(cors) = &route.cors_policy {
+            matches.cors_origins(&mut check.out, key, &at, &cors.allow_origins);
         }
     }
     for (field, routes) in [("tcp", &spec.tcp), ("tls", &spec.tls)] {

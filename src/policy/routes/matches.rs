@@ -1,4 +1,5 @@
-//! RG106: the match conditions of `spec.http[].match[]`.
+//! RG106: the match conditions of `spec.http[].match[]` and the allowed
+//! origins of `spec.http[].corsPolicy.allowOrigins[]`, both Istio StringMatches.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -10,7 +11,8 @@ use crate::policy::{Code, Finding};
 /// Istio's limit on a regex, in characters (Envoy's RE2 program size is bounded by the length).
 const MAX_REGEX_LEN: usize = 1024;
 
-/// Checks match conditions, compiling every distinct regex once.
+/// Checks StringMatches (match conditions and CORS origins), compiling every
+/// distinct regex once.
 #[derive(Debug)]
 pub(super) struct Matches<'s> {
     /// Regexes already compiled in this call: `None` when the regex compiled, else why not.
@@ -24,12 +26,15 @@ enum Subject<'s> {
     Header(&'s str),
     QueryParam(&'s str),
     WithoutHeader(&'s str),
+    /// An entry of `corsPolicy.allowOrigins`, named by its full path: its
+    /// index alone would not say which route it belongs to.
+    Origin(&'s FieldPath),
 }
 
 impl Subject<'_> {
     /// Header and query parameter conditions may be `{}`: a presence match.
     fn allows_presence(self) -> bool {
-        !matches!(self, Subject::Field(_))
+        !matches!(self, Subject::Field(_) | Subject::Origin(_))
     }
 }
 
@@ -40,6 +45,7 @@ impl fmt::Display for Subject<'_> {
             Subject::Header(name) => write!(f, "header \"{name}\""),
             Subject::QueryParam(name) => write!(f, "query parameter \"{name}\""),
             Subject::WithoutHeader(name) => write!(f, "withoutHeaders header \"{name}\""),
+            Subject::Origin(path) => write!(f, "{path}"),
         }
     }
 }
@@ -60,6 +66,25 @@ impl<'s> Matches<'s> {
         self.map(out, key, at, "headers", &m.headers, Subject::Header);
         self.map(out, key, at, "queryParams", &m.query_params, Subject::QueryParam);
         self.map(out, key, at, "withoutHeaders", &m.without_headers, Subject::WithoutHeader);
+    }
+
+    /// Checks `corsPolicy.allowOrigins` of the http route at `at` (`spec.http[0]`):
+    /// Istio refuses an origin that is not a valid StringMatch as it refuses a bad match.
+    pub(super) fn cors_origins(
+        &mut self,
+        out: &mut Vec<Finding>,
+        key: &ObjectKey,
+        at: &FieldPath,
+        origins: &'s [StringMatch],
+    ) {
+        if origins.is_empty() {
+            return;
+        }
+        let base = at.key("corsPolicy").key("allowOrigins");
+        for (j, sm) in origins.iter().enumerate() {
+            let path = base.index(j);
+            self.string_match(out, key, &path, Subject::Origin(&path), sm);
+        }
     }
 
     /// The named conditions of `field` (`headers`, `queryParams` or `withoutHeaders`) of the match at `at`.
@@ -98,7 +123,7 @@ impl<'s> Matches<'s> {
         out: &mut Vec<Finding>,
         key: &ObjectKey,
         at: &FieldPath,
-        subject: Subject<'s>,
+        subject: Subject<'_>,
         sm: &'s StringMatch,
     ) {
         let kinds = [("exact", sm.exact.is_some()), ("prefix", sm.prefix.is_some()), ("regex", sm.regex.is_some())];
@@ -123,7 +148,7 @@ impl<'s> Matches<'s> {
         if sm.prefix.as_deref() == Some("") {
             let hint = match subject {
                 Subject::Field("uri") => " (prefix \"/\" matches every path)",
-                Subject::Field(_) => "",
+                Subject::Field(_) | Subject::Origin(_) => "",
                 _ => " (use {} to match any value)",
             };
             out.push(Finding::new(
@@ -138,7 +163,7 @@ impl<'s> Matches<'s> {
         }
     }
 
-    fn regex(&mut self, out: &mut Vec<Finding>, key: &ObjectKey, at: &FieldPath, subject: Subject<'s>, re: &'s str) {
+    fn regex(&mut self, out: &mut Vec<Finding>, key: &ObjectKey, at: &FieldPath, subject: Subject<'_>, re: &'s str) {
         if re.is_empty() {
             out.push(Finding::new(
                 Code::RG106,
@@ -288,6 +313,107 @@ mod tests {
             checker.check(&mut Vec::new(), &key, &FieldPath::new("m"), m);
         }
         assert_eq!(checker.regexes.len(), 1);
+    }
+
+    /// The findings about `origins` as the `corsPolicy.allowOrigins` of `spec.http[1]`.
+    fn origins(origins: Value) -> Vec<Finding> {
+        let origins: Vec<StringMatch> = serde_json::from_value(origins).expect("origins");
+        let key = ObjectKey { kind: Kind::VirtualService, namespace: "default".into(), name: "r".into() };
+        let mut out = Vec::new();
+        Matches::new().cors_origins(&mut out, &key, &FieldPath::new("spec.http[1]"), &origins);
+        out
+    }
+
+    fn one_origin(list: Value) -> Finding {
+        let mut found = origins(list);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = found.remove(0);
+        assert_eq!(f.code, Code::RG106);
+        f
+    }
+
+    #[test]
+    fn allows_valid_cors_origins() {
+        let found = origins(json!([
+            {"exact": "https://example.com"}, {"prefix": "https://"},
+            {"regex": "https://.*\\.example\\.com"}, {"regex": "a".repeat(1024)}
+        ]));
+        assert!(found.is_empty(), "{found:?}");
+        assert!(origins(json!([])).is_empty());
+    }
+
+    #[test]
+    fn refuses_cors_origin_regexes_that_are_empty_too_long_or_do_not_compile() {
+        let f = one_origin(json!([{"exact": "https://example.com"}, {"regex": "https://(a|b"}]));
+        assert_eq!(f.path.as_str(), "spec.http[1].corsPolicy.allowOrigins[1].regex");
+        assert_eq!(
+            f.message,
+            "regex \"https://(a|b\" of spec.http[1].corsPolicy.allowOrigins[1] does not compile: unclosed group"
+        );
+
+        // RE2 has no look-around, so Istio refuses it; so does the regex crate.
+        let f = one_origin(json!([{"regex": "https://(?!evil).*"}]));
+        assert_eq!(f.path.as_str(), "spec.http[1].corsPolicy.allowOrigins[0].regex");
+        assert_eq!(
+            f.message,
+            "regex \"https://(?!evil).*\" of spec.http[1].corsPolicy.allowOrigins[0] does not compile: \
+             look-around, including look-ahead and look-behind, is not supported"
+        );
+
+        let f = one_origin(json!([{"regex": ""}]));
+        assert_eq!(f.path.as_str(), "spec.http[1].corsPolicy.allowOrigins[0].regex");
+        assert_eq!(f.message, "spec.http[1].corsPolicy.allowOrigins[0] has an empty regex, expected a pattern");
+
+        let f = one_origin(json!([{"regex": "a".repeat(1025)}]));
+        assert_eq!(f.path.as_str(), "spec.http[1].corsPolicy.allowOrigins[0].regex");
+        assert_eq!(
+            f.message,
+            "regex of spec.http[1].corsPolicy.allowOrigins[0] is 1025 characters long, expected at most 1024"
+        );
+    }
+
+    #[test]
+    fn refuses_cors_origins_without_exactly_one_kind() {
+        // Unlike a header condition, an origin has no presence match: `{}` is refused.
+        let f = one_origin(json!([{}]));
+        assert_eq!(f.path.as_str(), "spec.http[1].corsPolicy.allowOrigins[0]");
+        assert_eq!(
+            f.message,
+            "spec.http[1].corsPolicy.allowOrigins[0] sets none of exact, prefix, regex; expected exactly one"
+        );
+
+        let f = one_origin(json!([{"exact": "https://a.example.com", "regex": "https://.*"}]));
+        assert_eq!(f.path.as_str(), "spec.http[1].corsPolicy.allowOrigins[0]");
+        assert_eq!(
+            f.message,
+            "spec.http[1].corsPolicy.allowOrigins[0] sets exact and regex, expected exactly one of exact, prefix, regex"
+        );
+
+        let f = one_origin(json!([{"prefix": ""}]));
+        assert_eq!(f.path.as_str(), "spec.http[1].corsPolicy.allowOrigins[0].prefix");
+        assert_eq!(
+            f.message,
+            "spec.http[1].corsPolicy.allowOrigins[0] has an empty prefix, expected a non-empty prefix"
+        );
+    }
+
+    #[test]
+    fn cors_origins_share_the_compile_once_cache_with_matches() {
+        let matches: Vec<HttpMatch> = serde_json::from_value(json!([{"uri": {"regex": "a)"}}])).expect("matches");
+        let origins: Vec<StringMatch> =
+            serde_json::from_value(json!([{"regex": "a)"}, {"regex": "https://.*"}])).expect("origins");
+        let key = ObjectKey { kind: Kind::VirtualService, namespace: "default".into(), name: "r".into() };
+        let mut checker = Matches::new();
+        let mut out = Vec::new();
+        checker.check(&mut out, &key, &FieldPath::new("spec.http[0].match[0]"), &matches[0]);
+        checker.cors_origins(&mut out, &key, &FieldPath::new("spec.http[0]"), &origins);
+        assert_eq!(checker.regexes.len(), 2);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1].path.as_str(), "spec.http[0].corsPolicy.allowOrigins[0].regex");
+        assert_eq!(
+            out[1].message,
+            "regex \"a)\" of spec.http[0].corsPolicy.allowOrigins[0] does not compile: unopened group"
+        );
     }
 
     #[test]

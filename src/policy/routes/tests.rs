@@ -392,6 +392,27 @@ fn rg106_matches_are_checked_in_place() {
 }
 
 #[test]
+fn rg106_cors_origins_are_checked_in_place() {
+    let found = check(json!({"http": [{"route": [{"destination": {"host": "reviews"}}],
+                                       "corsPolicy": {"allowOrigins": [{"exact": "https://example.com"}],
+                                                      "allowMethods": ["GET"], "maxAge": "24h"}},
+                                      {"route": [{"destination": {"host": "reviews"}}],
+                                       "corsPolicy": {"allowOrigins": [{"prefix": "https://"},
+                                                                       {"regex": "https://(.*\\.example\\.com"}]}}]}));
+    let f = only(found, Code::RG106, "spec.http[1].corsPolicy.allowOrigins[1].regex");
+    assert_eq!(
+        f.message,
+        "regex \"https://(.*\\.example\\.com\" of spec.http[1].corsPolicy.allowOrigins[1] does not compile: \
+         unclosed group"
+    );
+
+    // A corsPolicy without allowOrigins (or only the deprecated allowOrigin strings) has nothing to check.
+    let found = check(json!({"http": [{"route": [{"destination": {"host": "reviews"}}],
+                                       "corsPolicy": {"allowOrigin": ["*"], "allowHeaders": ["x-a"]}}]}));
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
 fn rg100_route_entries_need_a_destination_host() {
     let found = check(json!({"http": [{"route": [{"weight": 100}]}], "tcp": [{"route": [{"destination": {}}]}]}));
     assert_eq!(found.len(), 2, "{found:#?}");
