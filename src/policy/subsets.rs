@@ -32,7 +32,27 @@ pub fn check_destination_rule(ctx: Context<'_>, key: &ObjectKey, spec: &Destinat
     findings
 }
 
+/// The node locality labels Istio adds to every endpoint's labels (from the
+/// node the pod runs on), so a subset may select on them although no pod
+/// template carries them.
+pub const LOCALITY_LABELS: [&str; 4] = [
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+    "kubernetes.io/hostname",
+];
+
+/// True for a key of [`LOCALITY_LABELS`].
+fn is_locality_label(key: &str) -> bool {
+    LOCALITY_LABELS.contains(&key)
+}
+
 /// RG203: subsets whose labels select no Deployment behind the host's Service.
+///
+/// A subset is judged on its labels other than [`LOCALITY_LABELS`] (pods get
+/// those at runtime, pod templates never carry them), so one with locality
+/// labels only selects every pod behind the Service. A locality label with an
+/// empty value is still reported: no node has an empty locality.
 fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleSpec) -> Vec<Finding> {
     let host = hosts::qualify(&spec.host, &key.namespace, ctx.snapshot.domain());
     // Only a Service with a selector says which pods are behind the host.
@@ -48,35 +68,51 @@ fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleS
         .filter_map(|d| Some((d.name(), &d.deployment()?.template.metadata.labels)))
         .collect();
     let label = ctx.policy.version_label.as_str();
-    spec.subsets
-        .iter()
-        .enumerate()
-        .filter(|(_, subset)| {
-            let wanted: Labels =
-                svc.selector.iter().chain(&subset.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
-            !templates.iter().any(|(_, labels)| selects(&wanted, labels))
-        })
-        .map(|(i, subset)| {
-            let found: BTreeSet<&str> =
-                templates.iter().filter_map(|(_, labels)| labels.get(label).map(String::as_str)).collect();
-            let found = if found.is_empty() {
-                format!("no deployment behind service {} carries a {label} label", service.name())
-            } else {
-                format!("deployments behind service {} have {label} {}", service.name(), join(found))
-            };
-            Finding::new(
+    let mut findings = Vec::new();
+    for (i, subset) in spec.subsets.iter().enumerate() {
+        let at = FieldPath::new("spec").key("subsets").index(i).key("labels");
+        for (k, _) in subset.labels.iter().filter(|(k, v)| is_locality_label(k) && v.is_empty()) {
+            findings.push(Finding::new(
                 Code::RG203,
                 key,
-                FieldPath::new("spec").key("subsets").index(i).key("labels"),
+                at.key(k),
                 format!(
-                    "subset {:?} selects {} in namespace {}, which matches no deployment's pod template; {found}",
-                    subset.name,
-                    show_labels(&subset.labels),
-                    service.namespace()
+                    "subset {:?} selects locality label {k} with an empty value, which no node has; \
+                     expected a non-empty value or no {k} label",
+                    subset.name
                 ),
-            )
-        })
-        .collect()
+            ));
+        }
+        let judged: Labels =
+            subset.labels.iter().filter(|(k, _)| !is_locality_label(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let wanted: Labels = svc.selector.iter().chain(&judged).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if templates.iter().any(|(_, labels)| selects(&wanted, labels)) {
+            continue;
+        }
+        let found: BTreeSet<&str> =
+            templates.iter().filter_map(|(_, labels)| labels.get(label).map(String::as_str)).collect();
+        let found = if found.is_empty() {
+            format!("no deployment behind service {} carries a {label} label", service.name())
+        } else {
+            format!("deployments behind service {} have {label} {}", service.name(), join(found))
+        };
+        let selected = match (judged.is_empty(), judged.len() < subset.labels.len()) {
+            (true, true) => "only locality labels".to_string(),
+            (false, true) => format!("{} (besides locality labels)", show_labels(&judged)),
+            (_, false) => show_labels(&judged),
+        };
+        findings.push(Finding::new(
+            Code::RG203,
+            key,
+            at,
+            format!(
+                "subset {:?} selects {selected} in namespace {}, which matches no deployment's pod template; {found}",
+                subset.name,
+                service.namespace()
+            ),
+        ));
+    }
+    findings
 }
 
 /// RG201: subsets that `old` defines and `new` (None for a deletion) does not,

@@ -44,6 +44,86 @@ fn a_subset_selecting_no_pod_template_is_a_warning() {
     assert_eq!(check(bookinfo(), &external), vec![]);
 }
 
+/// A DestinationRule for reviews with one subset of these labels.
+fn rule_with_labels(labels: serde_json::Value) -> Object {
+    object(serde_json::json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {"host": "reviews", "subsets": [{"name": "local", "labels": labels}]}
+    }))
+}
+
+#[test]
+fn locality_labels_are_left_out_of_the_judgement() {
+    // Pods get the node's locality labels at runtime; pod templates never carry them.
+    for key in LOCALITY_LABELS {
+        let dr = rule_with_labels(serde_json::json!({"version": "v1", key: "somewhere"}));
+        assert_eq!(check(bookinfo(), &dr), vec![], "{key}");
+    }
+    let dr = rule_with_labels(serde_json::json!({
+        "version": "v2", "topology.kubernetes.io/region": "us-east1", "topology.kubernetes.io/zone": "us-east1-b",
+        "topology.istio.io/subzone": "rack-4", "kubernetes.io/hostname": "node-7"
+    }));
+    assert_eq!(check(bookinfo(), &dr), vec![]);
+}
+
+#[test]
+fn a_subset_of_locality_labels_only_selects_every_pod_of_the_service() {
+    let dr = rule_with_labels(serde_json::json!({"topology.kubernetes.io/zone": "us-east1-b"}));
+    assert_eq!(check(bookinfo(), &dr), vec![]);
+    // Still nothing to select when no Deployment is behind the Service.
+    let findings = check(vec![service("default", "reviews", "reviews")], &dr);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].path.as_str(), "spec.subsets[0].labels");
+    assert_eq!(
+        findings[0].message,
+        "subset \"local\" selects only locality labels in namespace default, which matches no \
+         deployment's pod template; no deployment behind service reviews carries a version label"
+    );
+}
+
+#[test]
+fn other_labels_beside_locality_labels_are_still_judged() {
+    let dr = rule_with_labels(serde_json::json!({"version": "v4", "topology.kubernetes.io/zone": "us-east1-b"}));
+    let findings = check(bookinfo(), &dr);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].code, Code::RG203);
+    assert_eq!(findings[0].path.as_str(), "spec.subsets[0].labels");
+    assert_eq!(
+        findings[0].message,
+        "subset \"local\" selects {version=v4} (besides locality labels) in namespace default, which matches no \
+         deployment's pod template; deployments behind service reviews have version v1, v2, v3"
+    );
+    // A key that only looks like a locality label is judged like any other.
+    let dr = rule_with_labels(serde_json::json!({"version": "v1", "topology.kubernetes.io/rack": "r1"}));
+    let findings = check(bookinfo(), &dr);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(
+        findings[0].message,
+        "subset \"local\" selects {topology.kubernetes.io/rack=r1, version=v1} in namespace default, which \
+         matches no deployment's pod template; deployments behind service reviews have version v1, v2, v3"
+    );
+}
+
+#[test]
+fn an_empty_locality_label_is_a_warning() {
+    let dr = rule_with_labels(serde_json::json!({"version": "v1", "topology.kubernetes.io/zone": ""}));
+    let findings = check(bookinfo(), &dr);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].code, Code::RG203);
+    assert_eq!(findings[0].severity, Severity::Warning);
+    assert_eq!(findings[0].path.as_str(), "spec.subsets[0].labels[\"topology.kubernetes.io/zone\"]");
+    assert_eq!(
+        findings[0].message,
+        "subset \"local\" selects locality label topology.kubernetes.io/zone with an empty value, which no node \
+         has; expected a non-empty value or no topology.kubernetes.io/zone label"
+    );
+    // Both findings when the other labels select nothing either.
+    let dr = rule_with_labels(serde_json::json!({"version": "v9", "kubernetes.io/hostname": ""}));
+    let paths: Vec<String> = check(bookinfo(), &dr).iter().map(|f| f.path.as_str().to_string()).collect();
+    assert_eq!(paths, vec!["spec.subsets[0].labels[\"kubernetes.io/hostname\"]", "spec.subsets[0].labels"]);
+}
+
 fn removed(objects: Vec<Object>, old: &Object, new: Option<&Object>) -> Vec<Finding> {
     let snap = snapshot(objects);
     let policy = Policy::default();
