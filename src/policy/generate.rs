@@ -1,11 +1,19 @@
 //! Generation: the DestinationRules and per-version Services routeguard wants.
 //!
-//! For every Service with a non-empty selector that does not already select
-//! one version (a selector without the version label), the Deployments of its
-//! namespace whose pod template labels contain the selector and carry the
-//! version label (the policy's `versionLabel`) give its versions. Versions that
-//! are not DNS-1123 labels (RG302 warns about them) are left out, since they
-//! can be neither a subset name nor part of a Service name.
+//! For every Service with a non-empty selector that is not already
+//! version-specific, the Deployments of its namespace whose pod template
+//! labels contain the selector and carry the version label (the policy's
+//! `versionLabel`) give its versions. Versions that are not DNS-1123 labels
+//! (RG302 warns about them) are left out, since they can be neither a subset
+//! name nor part of a Service name.
+//!
+//! A version-specific Service gets nothing (no DestinationRule, no
+//! per-version or canary Service): one whose selector holds the version
+//! label, `pod-template-hash` (a Kruise Rollout's `<service>-canary`) or
+//! `rollouts-pod-template-hash` (Argo Rollouts' canary and stable Services),
+//! or one another controller owns (an ownerReference with `controller: true`).
+//! Rollout controllers make such Services for one revision of the pods; the
+//! Service they were made from still gets its objects.
 //!
 //! Every generated object is labelled `app.kubernetes.io/managed-by: routeguard`
 //! and `routeguard.io/service: <source Service name>` (in the Service's
@@ -42,6 +50,11 @@ pub const SOURCE_SERVICE_LABEL: &str = "routeguard.io/service";
 pub const MANAGE_SUBSETS_ANNOTATION: &str = "routeguard.io/manage-subsets";
 /// Annotation (`"true"`) marking the canary Deployment of a Service.
 pub const CANARY_ANNOTATION: &str = "routeguard.io/canary";
+
+/// Selector keys by which rollout controllers make a Service select one
+/// revision of its pods: Kruise Rollout's canary Service uses the ReplicaSet's
+/// `pod-template-hash`, Argo Rollouts its own `rollouts-pod-template-hash`.
+const REVISION_HASH_LABELS: [&str; 2] = ["pod-template-hash", "rollouts-pod-template-hash"];
 
 /// The longest Service name (a DNS-1035 label).
 const MAX_NAME: usize = 63;
@@ -96,8 +109,7 @@ pub fn desired(ctx: Context<'_>) -> Vec<Object> {
         }
         let service = &entry.object();
         let selector = string_map(service.raw.pointer("/spec/selector"));
-        // A Service that already selects one version needs no subsets of its own.
-        if selector.is_empty() || selector.contains_key(key) {
+        if selector.is_empty() || is_version_specific(service, &selector, key) {
             continue;
         }
         let found = versions(ctx, service, &selector);
@@ -115,6 +127,29 @@ pub fn desired(ctx: Context<'_>) -> Vec<Object> {
         }
     }
     dedupe(generated)
+}
+
+/// True when a Service is already version-specific, so that it needs no
+/// subsets or per-version Services of its own (`selector` is its selector,
+/// `version_label` the policy's):
+///
+/// - its selector holds the version label: a per-version Service, such as the
+///   ones routeguard generates;
+/// - its selector holds `pod-template-hash` or `rollouts-pod-template-hash`
+///   ([`REVISION_HASH_LABELS`]): a rollout controller's Service for one
+///   revision (Kruise Rollout's `<service>-canary`, Argo Rollouts' canary and
+///   stable Services);
+/// - another controller owns it: an entry of `metadata.ownerReferences` has
+///   `controller: true`, whatever the owner's kind: such a Service is that
+///   controller's view of its pods (a Kruise canary Service is owned by its
+///   Rollout), not one users split by version. Services routeguard manages
+///   are never a source in the first place ([`is_managed`]).
+fn is_version_specific(service: &Object, selector: &Labels, version_label: &str) -> bool {
+    if selector.contains_key(version_label) || REVISION_HASH_LABELS.iter().any(|k| selector.contains_key(*k)) {
+        return true;
+    }
+    let owners = service.raw.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+    owners.into_iter().flatten().any(|owner| owner.get("controller").and_then(Value::as_bool) == Some(true))
 }
 
 /// The versions of the Deployments a Service selects.

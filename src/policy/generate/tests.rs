@@ -319,3 +319,91 @@ fn uses_the_policy_label() {
     let svc = find(&out, Kind::Service, "r-stable").expect("service");
     assert_eq!(svc.raw["spec"]["selector"], json!({"app": "r", "track": "stable"}));
 }
+
+/// An ownerReference to a Kruise Rollout named reviews; `controller` as given (absent for `None`).
+fn rollout_owner(controller: Option<bool>) -> Value {
+    let mut owner = json!({"apiVersion": "rollouts.kruise.io/v1beta1", "kind": "Rollout", "name": "reviews",
+                           "uid": "0f6c2a4e-1d5b-4c1e-9a57-3f1b2c7d8e90", "blockOwnerDeletion": true});
+    if let Some(controller) = controller {
+        owner["controller"] = json!(controller);
+    }
+    owner
+}
+
+fn owned(mut service: Object, owners: Value) -> Object {
+    service.raw["metadata"]["ownerReferences"] = owners;
+    service
+}
+
+/// What the plain reviews Service alone generates.
+const REVIEWS_OUT: [&str; 3] = ["DestinationRule shop/reviews", "Service shop/reviews-v1", "Service shop/reviews-v2"];
+
+#[test]
+fn a_kruise_canary_service_generates_nothing_for_itself() {
+    let mut objects = reviews();
+    // A pod template carrying the hash (copied from a ReplicaSet) would give the
+    // canary Service a version of its own: reviews-canary-v2 and a DestinationRule.
+    objects.push(deployment("reviews-5f7d", json!({"app": "reviews", "version": "v2", "pod-template-hash": "5f7d"})));
+    let canary = service("reviews-canary", json!({"app": "reviews", "pod-template-hash": "5f7d"}));
+    let mut with_canary = objects.clone();
+    with_canary.push(owned(canary.clone(), json!([rollout_owner(Some(true))])));
+    let out = run(with_canary);
+    assert_eq!(names(&out), REVIEWS_OUT);
+    let dr = find(&out, Kind::DestinationRule, "reviews").expect("rule");
+    assert_eq!(
+        dr.raw["spec"]["subsets"],
+        json!([{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}])
+    );
+
+    // Each sign is enough on its own: the hash in the selector without an owner...
+    let mut hash_only = objects.clone();
+    hash_only.push(canary);
+    assert_eq!(names(&run(hash_only)), REVIEWS_OUT);
+    // ...or a controller owner of any kind, whatever the selector.
+    let other_owner =
+        json!([{"apiVersion": "example.com/v1", "kind": "Split", "name": "s", "uid": "u", "controller": true}]);
+    let mut owner_only = objects;
+    owner_only.push(owned(service("reviews-canary", json!({"app": "reviews"})), other_owner));
+    assert_eq!(names(&run(owner_only)), REVIEWS_OUT);
+}
+
+#[test]
+fn argo_rollouts_services_generate_nothing_for_themselves() {
+    let mut objects = reviews();
+    objects.push(deployment(
+        "reviews-6b9c",
+        json!({"app": "reviews", "version": "v1", "rollouts-pod-template-hash": "6b9c"}),
+    ));
+    objects.push(deployment(
+        "reviews-7c4d",
+        json!({"app": "reviews", "version": "v2", "rollouts-pod-template-hash": "7c4d"}),
+    ));
+    // Argo Rollouts does not own the Services it rewrites: the hash alone tells.
+    objects.push(service("reviews-stable", json!({"app": "reviews", "rollouts-pod-template-hash": "6b9c"})));
+    objects.push(service("reviews-canary", json!({"app": "reviews", "rollouts-pod-template-hash": "7c4d"})));
+    let out = run(objects);
+    assert_eq!(names(&out), REVIEWS_OUT);
+    let svc = find(&out, Kind::Service, "reviews-v2").expect("service");
+    assert_eq!(svc.raw["spec"]["selector"], json!({"app": "reviews", "version": "v2"}));
+}
+
+#[test]
+fn an_owner_that_is_not_the_controller_does_not_block_generation() {
+    for owners in [json!([rollout_owner(Some(false))]), json!([rollout_owner(None)]), json!("not a list"), json!([7])] {
+        let mut objects = reviews();
+        objects.push(owned(service("reviews-all", json!({"app": "reviews"})), owners.clone()));
+        let out = run(objects);
+        assert_eq!(
+            names(&out),
+            vec![
+                "DestinationRule shop/reviews",
+                "DestinationRule shop/reviews-all",
+                "Service shop/reviews-all-v1",
+                "Service shop/reviews-all-v2",
+                "Service shop/reviews-v1",
+                "Service shop/reviews-v2",
+            ],
+            "{owners}"
+        );
+    }
+}
