@@ -25,12 +25,15 @@ const GOOD: &[&str] = &[
     "dark-launch/good",
     "mirroring/good",
     "gateway-api-shift/good",
+    "gateway-api-shift/good-start",
     "canary-service/good",
+    "service-entry-export/good",
 ];
 
 /// One finding a broken folder must produce.
 struct Expected {
     code: &'static str,
+    namespace: &'static str,
     kind: &'static str,
     name: &'static str,
     path: &'static str,
@@ -50,7 +53,12 @@ const fn e(
     line: u64,
     says: &'static [&'static str],
 ) -> Expected {
-    Expected { code, kind, name, path, file, line, says }
+    Expected { code, namespace: "default", kind, name, path, file, line, says }
+}
+
+/// [`e`] for an object outside namespace `default`.
+const fn e_in(namespace: &'static str, expected: Expected) -> Expected {
+    Expected { namespace, ..expected }
 }
 
 /// Every broken folder and exactly what it must produce, in report order (file, line, code).
@@ -148,6 +156,27 @@ const BROKEN: &[(&str, &[Expected])] = &[
             &["checkout-canery"],
         )],
     ),
+    (
+        "service-entry-export/broken",
+        &[
+            e_in(
+                "billing",
+                e("RG104", "ServiceEntry", "everything", "spec.hosts[0]", "ledger-serviceentry.yaml", 33, &["\"*\""]),
+            ),
+            e_in(
+                "shop",
+                e(
+                    "RG104",
+                    "VirtualService",
+                    "ledger",
+                    "spec.http[0].route[0].destination.host",
+                    "ledger-virtualservice.yaml",
+                    22,
+                    &["ledger.billing.svc.cluster.local", "serviceentry billing/ledger-vm", "exportTo [.]", "shop"],
+                ),
+            ),
+        ],
+    ),
 ];
 
 fn routeguard(args: &[&str]) -> Output {
@@ -234,7 +263,7 @@ fn broken_folders_report_exactly_the_documented_findings() {
                     x.code.into(),
                     "error".into(),
                     x.kind.into(),
-                    "default".into(),
+                    x.namespace.into(),
                     x.name.into(),
                     x.path.into(),
                     format!("examples/{folder}/{}", x.file),
@@ -308,7 +337,10 @@ fn every_scenario_is_tested_and_documented() {
         assert!(tested.contains(format!("{name}/broken").as_str()), "examples/{name} has no broken/ variant");
         assert!(variants >= 2, "examples/{name} needs a good and a broken variant");
     }
-    assert_eq!(scenarios, 5, "bookinfo-canary, dark-launch, mirroring, gateway-api-shift, canary-service");
+    assert_eq!(
+        scenarios, 6,
+        "bookinfo-canary, dark-launch, mirroring, gateway-api-shift, canary-service, service-entry-export"
+    );
 }
 
 /// examples/policy.yaml is a valid policy that spells out the defaults: every example gives the same result with it.

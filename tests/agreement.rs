@@ -1,0 +1,120 @@
+//! `check` and admission give the same answer for the same object.
+//!
+//! For every example folder, every routing object is sent to admission as a
+//! CREATE, the way the API server sends it (its CRD defaults filled in),
+//! against the state `check` built from the other objects of the folder (the
+//! mutated Deployments and the generated objects included, as a live cluster
+//! would hold them). The codes admission answers with (errors and warnings)
+//! must be the codes `check` reports for that object.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use routeguard::admission::{Admission, Endpoint, SharedSnapshot};
+use routeguard::check;
+use routeguard::manifest;
+use routeguard::model::Kind;
+use routeguard::policy::{Engine, Policy};
+use serde_json::{Value, json};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Every variant folder under `examples/` (the cluster state included), sorted.
+fn folders() -> Vec<PathBuf> {
+    let mut out = vec![Path::new(ROOT).join("examples/cluster")];
+    for scenario in std::fs::read_dir(Path::new(ROOT).join("examples")).expect("examples") {
+        let scenario = scenario.expect("entry").path();
+        let name = scenario.file_name().unwrap_or_default().to_string_lossy().to_string();
+        if !scenario.is_dir() || matches!(name.as_str(), "admission" | "cluster") {
+            continue;
+        }
+        for variant in std::fs::read_dir(&scenario).expect("scenario") {
+            out.push(variant.expect("entry").path());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn resource(kind: Kind) -> &'static str {
+    match kind {
+        Kind::VirtualService => "virtualservices",
+        Kind::DestinationRule => "destinationrules",
+        Kind::ServiceEntry => "serviceentries",
+        Kind::HttpRoute => "httproutes",
+        Kind::ReferenceGrant => "referencegrants",
+        Kind::Service => "services",
+        Kind::Deployment => "deployments",
+    }
+}
+
+fn sorted(mut codes: Vec<String>) -> Vec<String> {
+    codes.sort();
+    codes
+}
+
+#[test]
+fn check_and_admission_agree_on_every_example() {
+    let engine = Engine::new(Policy::default());
+    let mut compared = 0;
+    for folder in folders() {
+        let paths = vec![folder.clone()];
+        let report = check::run(None, &paths, "default").expect("check runs");
+        let state = check::snapshot_from_paths(&engine, &paths, "default").expect("snapshot");
+        for loaded in manifest::load_paths(&paths, "default").expect("load") {
+            let kind = loaded.object.kind();
+            if !matches!(kind, Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::HttpRoute) {
+                continue;
+            }
+            // What the API server sends: the object with its CRD defaults, not yet stored.
+            let object = loaded.object.with_api_defaults();
+            let mut before = state.clone();
+            before.remove(&object.key);
+            let admission = Admission::new(engine.clone(), Arc::new(SharedSnapshot::new(before)));
+            let review = json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {
+                    "uid": "agreement", "operation": "CREATE",
+                    "kind": {"group": kind.group(), "version": "v1", "kind": kind.as_str()},
+                    "resource": {"group": kind.group(), "version": "v1", "resource": resource(kind)},
+                    "name": object.name(), "namespace": object.namespace(),
+                    "userInfo": {"username": "developer"}, "object": object.raw
+                }
+            });
+            let body = serde_json::to_vec(&review).expect("json");
+            let reviewed = admission.review(Endpoint::Validate, &body).expect("reviewed");
+            let answer: Value = serde_json::from_slice(&reviewed.body).expect("answer");
+            let response = &answer["response"];
+            let mut online: Vec<String> = response["status"]["details"]["causes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["reason"].as_str().map(str::to_string))
+                .collect();
+            online.extend(
+                response["warnings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|w| w.as_str()?.split(' ').next().map(str::to_string)),
+            );
+            let offline: Vec<String> = report
+                .findings
+                .iter()
+                .map(|f| &f.finding)
+                .filter(|f| f.kind == kind && f.namespace == object.namespace() && f.name == object.name())
+                .filter(|f| f.severity != routeguard::policy::Severity::Info)
+                .map(|f| f.code.to_string())
+                .collect();
+            assert_eq!(
+                sorted(online),
+                sorted(offline),
+                "{} {}: admission and check disagree\n{response}",
+                folder.display(),
+                object.key
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} routing objects compared");
+}
