@@ -201,7 +201,7 @@ fn child(args: &[String]) -> anyhow::Result<()> {
                 "0s",
             ])?;
             match cli.command {
-                routeguard::cli::Command::Serve(serve) => routeguard::server::run(serve),
+                routeguard::cli::Command::Serve(serve) => routeguard::serve::run(serve),
                 _ => anyhow::bail!("not serve"),
             }
         }

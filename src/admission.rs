@@ -1,10 +1,13 @@
 //! Admission: an `admission.k8s.io/v1` AdmissionReview in, an AdmissionReview out.
 //!
-//! Pure and synchronous: [`decode`] reads the request body, [`decide`] asks the
-//! policy [`Engine`](crate::policy::Engine) about the change against one
-//! consistent [`Snapshot`](crate::policy::Snapshot) from a [`SnapshotSource`],
-//! and [`encode`] writes the response (a denial with every error finding, the
-//! warnings, the JSON Patch of the mutating endpoint). No I/O happens here; the
+//! [`decode`] reads the request body, [`decide`] asks the policy
+//! [`Engine`](crate::policy::Engine) about the change against one consistent
+//! [`Snapshot`](crate::policy::Snapshot) from a [`SnapshotSource`] (pure and
+//! synchronous: [`Admission::decide`]), a refusal may get the source's
+//! [`SecondLook`] (live mode re-reads what the watch has not delivered yet:
+//! [`Admission::second_look`], the only step that waits), and [`encode`]
+//! writes the response (a denial with every error finding, the warnings, the
+//! JSON Patch of the mutating endpoint: [`Decided::answer`]). The
 //! [`server`](crate::server) moves bytes and logs the [`Summary`].
 
 pub mod decide;
@@ -14,11 +17,11 @@ pub mod source;
 
 use std::sync::Arc;
 
-use crate::policy::{Code, Engine};
+use crate::policy::{Code, Engine, Snapshot};
 
 pub use decide::{Decision, Verdict};
 pub use decode::{AdmissionError, Request};
-pub use source::{SharedSnapshot, SnapshotSource};
+pub use source::{SecondLook, SharedSnapshot, SnapshotSource};
 
 /// The two webhook endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,16 +97,65 @@ impl Admission {
         &self.snapshots
     }
 
-    /// Reviews one request body. An error means the body is not a usable
-    /// AdmissionReview (the server answers 400); every decision, a denial
-    /// included, is `Ok`.
-    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Reviewed, AdmissionError> {
+    /// Decodes and judges one request body against the current snapshot. An
+    /// error means the body is not a usable AdmissionReview (the server
+    /// answers 400); every decision, a denial included, is `Ok`.
+    pub fn decide(&self, endpoint: Endpoint, body: &[u8]) -> Result<Decided, AdmissionError> {
         let request = decode::decode(body)?;
         // One snapshot per request, so a swap in the middle cannot mix two states.
         let snapshot = self.snapshots.current();
         let verdict = decide::decide(&self.engine, &snapshot, endpoint, &request);
-        let body = encode::encode(&request, &verdict)?;
-        Ok(Reviewed { body, summary: verdict.summary(&request) })
+        Ok(Decided { endpoint, request, verdict, snapshot })
+    }
+
+    /// A refusal judged again when the snapshot source takes a second look
+    /// and the findings are worth one; any other verdict as it is.
+    pub async fn second_look(&self, decided: Decided) -> Decided {
+        let Some(look) = self.snapshots.second_look() else { return decided };
+        let refused = decided.endpoint == Endpoint::Validate && decided.verdict.decision == Decision::Denied;
+        if !refused || !look.wanted(&decided.verdict.findings) {
+            return decided;
+        }
+        let Decided { endpoint, request, verdict, snapshot } = decided;
+        let request = Arc::new(request);
+        let again =
+            look.look_again(self.engine.clone(), snapshot.clone(), request.clone(), verdict.findings.clone()).await;
+        let request = Arc::unwrap_or_clone(request);
+        let verdict = match again {
+            Some(findings) => {
+                let again = Verdict::judged(verdict.key.clone(), findings, None);
+                if again.decision.is_allowed() {
+                    let codes: Vec<&str> = verdict.errors().map(|f| f.code.as_str()).collect();
+                    tracing::info!(uid = %request.uid, codes = %codes.join(","), "a second look found what was missing; allowed");
+                }
+                again
+            }
+            None => verdict,
+        };
+        Decided { endpoint, request, verdict, snapshot }
+    }
+
+    /// Decides and answers one request body without a second look (see [`Admission::decide`]).
+    pub fn review(&self, endpoint: Endpoint, body: &[u8]) -> Result<Reviewed, AdmissionError> {
+        self.decide(endpoint, body)?.answer()
+    }
+}
+
+/// One request decoded and judged, not yet answered: the decision as data.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub endpoint: Endpoint,
+    pub request: Request,
+    pub verdict: Verdict,
+    /// The snapshot it was judged against.
+    pub snapshot: Arc<Snapshot>,
+}
+
+impl Decided {
+    /// The AdmissionReview to send back, and what to log.
+    pub fn answer(&self) -> Result<Reviewed, AdmissionError> {
+        let body = encode::encode(&self.request, &self.verdict)?;
+        Ok(Reviewed { body, summary: self.verdict.summary(&self.request) })
     }
 }
 

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(&e),
         },
-        Command::Serve(args) => match routeguard::server::run(args) {
+        Command::Serve(args) => match routeguard::serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("routeguard: {e:#}");

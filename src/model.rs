@@ -8,6 +8,7 @@ pub mod core;
 pub mod defaults;
 pub mod gateway;
 pub mod istio;
+pub mod marks;
 pub mod path;
 
 use std::fmt;

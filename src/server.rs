@@ -1,8 +1,7 @@
 //! The HTTPS admission server (`routeguard serve`).
 //!
-//! [`run`] is the edge: logging, the runtime, the policy and snapshot, the
-//! certificates (generated when none are given), SIGTERM. [`serve`] is the
-//! server itself, with the shutdown signal injected so tests can drive it:
+//! [`crate::serve`] is the edge that assembles it from the command line.
+//! [`serve`] is the server itself, with the shutdown signal injected so tests can drive it:
 //! the admission router over TLS ([`app::admission_router`]), the admin
 //! router over plain HTTP ([`app::admin_router`]) and the certificate poller
 //! ([`reload`]). With `--source=cluster`, [`serve_with`] also gets the live
@@ -24,24 +23,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
-use crate::admission::{Admission, SharedSnapshot};
-use crate::check;
-use crate::cli::{ServeArgs, Source};
-use crate::cluster;
+use crate::admission::Admission;
 use crate::cluster::ca::Bundle;
-use crate::cluster::live::{Live as Cluster, LiveSettings};
-use crate::cluster::selftls::{SelfTls, SelfTlsSettings};
-use crate::policy::Engine;
+use crate::cluster::live::Live as Cluster;
 
 use self::accept::TlsOnly;
 use self::app::AppState;
 use self::metrics::Metrics;
 use self::tls::{KeyPairFiles, Reloadable, TlsError};
 
-/// Everything [`serve`] needs, resolved from the command line.
+/// Everything [`serve`] needs.
 #[derive(Debug)]
 pub struct Settings {
     pub admission: Admission,
@@ -59,22 +52,6 @@ pub struct Settings {
     pub drain_timeout: Duration,
 }
 
-impl Settings {
-    /// The server settings the flags give, around an admission handler and its certificate files.
-    fn from_args(args: &ServeArgs, admission: Admission, tls: KeyPairFiles) -> Settings {
-        Settings {
-            admission,
-            addr: args.addr,
-            admin_addr: args.admin_addr,
-            tls,
-            client_ca: args.client_ca.clone(),
-            reload_interval: args.cert_reload_interval,
-            shutdown_delay: args.shutdown_delay,
-            drain_timeout: args.drain_timeout,
-        }
-    }
-}
-
 /// Live cluster mode's part in [`serve_with`]; the default is none (files only).
 #[derive(Debug, Default)]
 pub struct ClusterParts {
@@ -84,9 +61,6 @@ pub struct ClusterParts {
     /// (instead of reading and polling `Settings::tls`).
     pub certificate: Option<tokio::sync::watch::Receiver<Bundle>>,
 }
-
-/// How often the TLS Secret is re-read and the webhooks' CA bundle checked.
-const TLS_SECRET_CHECK: Duration = Duration::from_secs(60);
 
 /// The addresses the server listens on (useful when the ports were 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,102 +82,6 @@ pub enum ServeError {
     },
     #[error("the HTTPS server stopped: {0}")]
     Stopped(String),
-}
-
-/// Runs `routeguard serve` until SIGTERM or SIGINT, then drains and returns.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    logging::init(args.log_format);
-    tls::install_default_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("routeguard")
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let (settings, parts) = match args.source {
-            Source::Objects => (settings(&args)?, ClusterParts::default()),
-            Source::Cluster => cluster_settings(&args).await?,
-        };
-        serve_with(settings, parts, shutdown_signal(), |bound| {
-            tracing::info!(
-                "listening: admission https://{} (POST /validate, /mutate), admin http://{} (/livez, /readyz, /metrics)",
-                bound.addr,
-                bound.admin_addr
-            );
-        })
-        .await?;
-        Ok(())
-    })
-}
-
-/// Loads the policy and snapshot and finds (or generates) the certificate.
-fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
-    let policy = check::load_policy(args.policy.as_deref())?;
-    let engine = Engine::new(policy);
-    let snapshot = check::snapshot_from_paths(&engine, &args.objects, &args.namespace)
-        .with_context(|| format!("cannot load the snapshot from {:?}", args.objects))?;
-    tracing::info!(objects = snapshot.len(), paths = ?args.objects, "snapshot loaded");
-    let tls = tls_files(args)?;
-    let admission = Admission::new(engine, Arc::new(SharedSnapshot::new(snapshot)));
-    memory::release_free_memory();
-    Ok(Settings::from_args(args, admission, tls))
-}
-
-/// `--source=cluster`: the live index (and controller) from the API server,
-/// and the certificate from `--tls-secret` when given.
-async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, ClusterParts)> {
-    let policy = check::load_policy(args.policy.as_deref())?;
-    let engine = Engine::new(policy);
-    let client = cluster::connect().await?;
-    let (tls, certificate) = if args.tls_secret.is_empty() {
-        (tls_files(args)?, None)
-    } else {
-        let manager = SelfTls::new(
-            client.clone(),
-            SelfTlsSettings {
-                namespace: args.service_namespace.clone(),
-                secret: args.tls_secret.clone(),
-                service: args.service_name.clone(),
-                mutating_webhook: args.mutating_webhook.clone(),
-                validating_webhook: args.validating_webhook.clone(),
-                check_every: TLS_SECRET_CHECK,
-            },
-        );
-        let bundle = manager
-            .ensure()
-            .await
-            .with_context(|| format!("cannot set up the TLS secret {}/{}", args.service_namespace, args.tls_secret))?;
-        let (updates, certificate) = tokio::sync::watch::channel(bundle.clone());
-        tokio::spawn(manager.run(bundle, updates));
-        let name = |file: &str| PathBuf::from(format!("secret {}/{} {file}", args.service_namespace, args.tls_secret));
-        (KeyPairFiles { cert: name("tls.crt"), key: name("tls.key") }, Some(certificate))
-    };
-    let mut live = LiveSettings::new(&args.leader_election_lease, &args.service_namespace);
-    live.namespaces = args.watch_namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
-    live.generate = args.generate;
-    tracing::info!(namespaces = ?live.namespaces, generate = live.generate, identity = %live.identity, "live cluster mode");
-    let cluster = Arc::new(Cluster::start(client, Arc::new(engine.clone()), live));
-    let admission = Admission::new(engine, cluster.source());
-    let settings = Settings::from_args(args, admission, tls);
-    Ok((settings, ClusterParts { cluster: Some(cluster), certificate }))
-}
-
-/// The certificate files given, or generated into `--cert-dir`.
-fn tls_files(args: &ServeArgs) -> anyhow::Result<KeyPairFiles> {
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => KeyPairFiles { cert: cert.clone(), key: key.clone() },
-        (None, None) => {
-            let generated = certs::generate_into(&args.cert_dir, &args.service_name, &args.service_namespace)?;
-            let names = certs::serving_names(&args.service_name, &args.service_namespace).join(", ");
-            println!(
-                "routeguard: generated a CA and a serving certificate for {names}\nrouteguard: clients trust {}",
-                generated.ca.display()
-            );
-            KeyPairFiles { cert: generated.cert, key: generated.key }
-        }
-        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
-    };
-    Ok(tls)
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).

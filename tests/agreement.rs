@@ -60,7 +60,7 @@ fn check_and_admission_agree_on_every_example() {
     for folder in folders() {
         let paths = vec![folder.clone()];
         let report = check::run(None, &paths, "default").expect("check runs");
-        let state = check::snapshot_from_paths(&engine, &paths, "default").expect("snapshot");
+        let state = routeguard::files::snapshot_from_paths(&engine, &paths, "default").expect("snapshot");
         for loaded in manifest::load_paths(&paths, "default").expect("load") {
             let kind = loaded.object.kind();
             if !matches!(kind, Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::HttpRoute) {

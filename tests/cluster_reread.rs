@@ -1,6 +1,7 @@
-//! Re-reading before a refusal, against a fake API server: an object the
-//! watch has not delivered yet turns the refusal around; a re-read that times
-//! out leaves it; a subset about to be generated becomes a warning.
+//! Re-reading before a refusal (admission's second look in live mode),
+//! against a fake API server: an object the watch has not delivered yet turns
+//! the refusal around; a re-read that times out leaves it; a subset about to
+//! be generated becomes a warning; one object is re-read at most once a second.
 
 mod cluster_fake;
 
@@ -9,24 +10,30 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use cluster_fake::{Fake, Override, deployment, deployments, rules, service, services};
+use routeguard::admission::{Admission, Decision, Endpoint};
 use routeguard::cluster::live::{Live, LiveSettings};
 use routeguard::model::Object;
-use routeguard::policy::{Change, Code, Engine, Finding, Severity};
+use routeguard::policy::{Code, Engine, Finding, Severity};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
 
 fn live(fake: &Fake, timeout: Duration) -> Live {
+    live_generating(fake, timeout, false)
+}
+
+fn live_generating(fake: &Fake, timeout: Duration, generate: bool) -> Live {
     let mut settings = LiveSettings::new("routeguard", "rg");
-    settings.generate = false;
+    settings.generate = generate;
     settings.reread_timeout = timeout;
     Live::start(fake.client(), Arc::new(Engine::default()), settings)
 }
 
+/// A VirtualService named after its subset, so each check is a different object for the rate limit.
 fn route(subset: &str) -> Object {
     Object::from_value(
         json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-               "metadata": {"name": "reviews", "namespace": "shop"},
+               "metadata": {"name": format!("reviews-{subset}"), "namespace": "shop"},
                "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": subset}}]}]}}),
         "shop",
     )
@@ -39,13 +46,13 @@ fn rule(subsets: &[&str]) -> serde_json::Value {
            "spec": {"host": "reviews", "subsets": subsets}})
 }
 
-async fn recheck(live: &Live, object: &Object, generating: bool) -> (Vec<Finding>, Option<Vec<Finding>>) {
-    let engine = Engine::default();
-    let snapshot = live.source().current();
-    let judge = |s: &routeguard::policy::Snapshot| engine.validate(s, &Change::create(object));
-    let first = judge(&snapshot);
-    let again = live.rereader().recheck(&engine, &snapshot, object, &first, generating, judge).await;
-    (first, again)
+/// The findings of a CREATE of `object` from the index alone, and after admission's second look.
+async fn recheck(live: &Live, object: &Object) -> (Vec<Finding>, Vec<Finding>) {
+    let admission = Admission::new(Engine::default(), live.source());
+    let first = admission.decide(Endpoint::Validate, &review_body(object)).expect("decided");
+    let findings = first.verdict.findings.clone();
+    let again = admission.second_look(first).await;
+    (findings, again.verdict.findings)
 }
 
 fn refused(findings: &[Finding]) -> bool {
@@ -63,9 +70,8 @@ async fn a_rule_the_watch_has_not_delivered_turns_the_refusal_around() {
     // v2 was just applied; the watch has not brought it yet.
     fake.put_silent(&rules("shop"), rule(&["v1", "v2"]));
     fake.clear_requests();
-    let (first, again) = recheck(&live, &route("v2"), false).await;
+    let (first, again) = recheck(&live, &route("v2")).await;
     assert!(refused(&first), "the index alone refuses: {first:?}");
-    let again = again.expect("re-read");
     assert!(!again.iter().any(Finding::is_error), "{again:?}");
     let mut reads: Vec<String> = fake.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     reads.sort();
@@ -80,8 +86,15 @@ async fn a_rule_the_watch_has_not_delivered_turns_the_refusal_around() {
     );
     assert!(fake.writes().is_empty(), "re-reads never write");
     // Still missing after the re-read: refused.
-    let (_, again) = recheck(&live, &route("v3"), false).await;
-    assert!(refused(&again.expect("re-read")));
+    fake.clear_requests();
+    let (_, again) = recheck(&live, &route("v3")).await;
+    assert!(refused(&again));
+    assert_eq!(fake.requests().len(), 4, "re-read again for another object");
+    // The same object again within a second: the refusal stands without a re-read.
+    fake.clear_requests();
+    let (_, again) = recheck(&live, &route("v3")).await;
+    assert!(refused(&again));
+    assert!(fake.requests().is_empty(), "rate-limited: {:?}", fake.requests());
 }
 
 #[tokio::test]
@@ -96,9 +109,9 @@ async fn a_reread_that_times_out_keeps_the_refusal() {
         .delay(Duration::from_secs(3));
     fake.add_override(slow);
     let started = Instant::now();
-    let (_, again) = recheck(&live, &route("v2"), false).await;
+    let (_, again) = recheck(&live, &route("v2")).await;
     assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
-    assert!(refused(&again.expect("re-read")));
+    assert!(refused(&again));
     let metrics = live.render_metrics();
     assert!(metrics.contains("routeguard_cluster_reread_errors_total 1"), "{metrics}");
 }
@@ -108,30 +121,30 @@ async fn a_subset_routeguard_is_about_to_generate_is_a_warning() {
     let fake = Fake::start().await;
     fake.serve_all();
     fake.put(&services("shop"), service("reviews", "shop", "reviews"));
-    let live = live(&fake, Duration::from_millis(500));
-    assert!(fake.eventually(WAIT, || live.is_synced()).await);
+    let generating = live_generating(&fake, Duration::from_millis(500), true);
+    let plain = live(&fake, Duration::from_millis(500));
+    assert!(fake.eventually(WAIT, || generating.is_synced() && plain.is_synced()).await);
     // The Deployment arrived a moment ago (the watch lags): the re-read finds it.
     fake.put_silent(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
-    let (first, again) = recheck(&live, &route("v2"), true).await;
+    let (first, again) = recheck(&generating, &route("v2")).await;
     assert!(refused(&first));
-    let again = again.expect("re-read");
     let f = again.iter().find(|f| f.code == Code::RG103).expect("still reported");
     assert_eq!(f.severity, Severity::Warning, "{again:?}");
     assert!(f.message.contains("routeguard is generating it"));
     // Without the controller running, it stays an error.
-    let (_, again) = recheck(&live, &route("v2"), false).await;
-    assert!(refused(&again.expect("re-read")));
+    let (_, again) = recheck(&plain, &route("v2")).await;
+    assert!(refused(&again));
 }
 
-fn review_body(subset: &str) -> Vec<u8> {
-    let object = route(subset).raw;
+fn review_body(object: &Object) -> Vec<u8> {
+    let object = &object.raw;
     let review = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
             "uid": "u-1",
             "kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
             "resource": {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
-            "name": "reviews", "namespace": "shop", "operation": "CREATE",
+            "name": object["metadata"]["name"], "namespace": "shop", "operation": "CREATE",
             "userInfo": {"username": "dev"}, "object": object
         }
     });
@@ -140,9 +153,6 @@ fn review_body(subset: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_admission_review_denied_by_the_index_is_allowed_after_the_reread() {
-    use routeguard::admission::{Admission, Decision, Endpoint};
-    use routeguard::cluster::admit;
-
     let fake = Fake::start().await;
     fake.serve_all();
     fake.put(&services("shop"), service("reviews", "shop", "reviews"));
@@ -152,20 +162,26 @@ async fn an_admission_review_denied_by_the_index_is_allowed_after_the_reread() {
     fake.put_silent(&rules("shop"), rule(&["v1", "v2"]));
     let admission = Admission::new(Engine::default(), live.source());
 
-    let body = review_body("v2");
-    let first = admission.review(Endpoint::Validate, &body).expect("reviewed");
-    assert_eq!(first.summary.decision, Decision::Denied);
-    assert!(admit::worth_rechecking(Endpoint::Validate, &first));
-    assert!(!admit::worth_rechecking(Endpoint::Mutate, &first));
-    let again = admit::recheck(&live, &admission, Endpoint::Validate, &body, first).await;
+    let body = review_body(&route("v2"));
+    // Without the second look (what `review` does), the index alone refuses.
+    assert_eq!(admission.review(Endpoint::Validate, &body).expect("reviewed").summary.decision, Decision::Denied);
+    let first = admission.decide(Endpoint::Validate, &body).expect("decided");
+    assert_eq!(first.verdict.decision, Decision::Denied);
+    let again = admission.second_look(first).await.answer().expect("answered");
     assert_eq!(again.summary.decision, Decision::Allowed);
     let response: serde_json::Value = serde_json::from_slice(&again.body).expect("json");
     assert_eq!(response["response"]["uid"], "u-1");
     assert_eq!(response["response"]["allowed"], true);
 
-    let body = review_body("v9");
-    let first = admission.review(Endpoint::Validate, &body).expect("reviewed");
-    let again = admit::recheck(&live, &admission, Endpoint::Validate, &body, first).await;
+    // The mutating endpoint takes no second look: nothing is re-read.
+    fake.clear_requests();
+    let first = admission.decide(Endpoint::Mutate, &body).expect("decided");
+    let _ = admission.second_look(first).await;
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+
+    let body = review_body(&route("v9"));
+    let first = admission.decide(Endpoint::Validate, &body).expect("decided");
+    let again = admission.second_look(first).await.answer().expect("answered");
     assert_eq!(again.summary.decision, Decision::Denied, "still missing after the re-read");
     let response: serde_json::Value = serde_json::from_slice(&again.body).expect("json");
     assert_eq!(response["response"]["allowed"], false);

@@ -121,7 +121,7 @@ fn chart_policy() -> Policy {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/charts/routeguard/values.yaml");
     let text = std::fs::read_to_string(path).expect("values.yaml");
     let values = parse_documents(&text).expect("values").remove(0).value;
-    Policy::from_yaml(&values["policy"].to_string()).expect("the chart's policy")
+    Policy::from_value(&values["policy"]).expect("the chart's policy")
 }
 
 fn service(namespace: &str, name: &str, selector: Value) -> Object {

@@ -1,7 +1,7 @@
 //! What to answer: the request handed to the policy engine.
 
 use crate::model::{Kind, ObjectKey};
-use crate::policy::{Change, Engine, Finding, Operation, Severity, Snapshot};
+use crate::policy::{Engine, Finding, Operation, Severity, Snapshot};
 
 use super::decode::{Request, Target};
 use super::{Endpoint, Summary};
@@ -100,12 +100,10 @@ pub fn decide(engine: &Engine, snapshot: &Snapshot, endpoint: Endpoint, request:
     };
     let key = object.or(old).map(|o| o.key.clone());
     let user = request.user.as_deref();
-    let (findings, patch) = match endpoint {
-        Endpoint::Validate => {
-            let change = Change { operation: request.operation, object, old, user };
-            (engine.validate(snapshot, &change), None)
-        }
-        Endpoint::Mutate => match (kind, request.operation, object) {
+    let (findings, patch) = match (endpoint, request.change()) {
+        (Endpoint::Validate, Some(change)) => (engine.validate(snapshot, &change), None),
+        (Endpoint::Validate, None) => (Vec::new(), None),
+        (Endpoint::Mutate, _) => match (kind, request.operation, object) {
             (Kind::Deployment, Operation::Create | Operation::Update, Some(object)) => {
                 let mutation = engine.mutate(object, old);
                 let findings = engine.policy().apply(mutation.findings, user);
@@ -114,13 +112,20 @@ pub fn decide(engine: &Engine, snapshot: &Snapshot, endpoint: Endpoint, request:
             _ => (Vec::new(), None),
         },
     };
-    let decision = if findings.iter().any(Finding::is_error) {
-        Decision::Denied
-    } else if patch.is_some() {
-        Decision::Patched
-    } else {
-        Decision::Allowed
-    };
-    let patch = if decision == Decision::Patched { patch } else { None };
-    Verdict { decision, key, findings, patch, note: None }
+    Verdict::judged(key, findings, patch)
+}
+
+impl Verdict {
+    /// The verdict of these findings and patch: denied with any error, else patched or allowed.
+    pub fn judged(key: Option<ObjectKey>, findings: Vec<Finding>, patch: Option<json_patch::Patch>) -> Verdict {
+        let decision = if findings.iter().any(Finding::is_error) {
+            Decision::Denied
+        } else if patch.is_some() {
+            Decision::Patched
+        } else {
+            Decision::Allowed
+        };
+        let patch = if decision == Decision::Patched { patch } else { None };
+        Verdict { decision, key, findings, patch, note: None }
+    }
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::model::{Kind, ModelError, Object};
-use crate::policy::Operation;
+use crate::policy::{Change, Operation};
 
 /// The only AdmissionReview version routeguard speaks (configure the webhook
 /// with `admissionReviewVersions: ["v1"]`).
@@ -137,6 +137,19 @@ struct WireRequest {
     old_object: Option<Value>,
     #[serde(default)]
     dry_run: Option<bool>,
+}
+
+impl Request {
+    /// The change the validating policy judges, when the request carries a handled object.
+    pub fn change(&self) -> Option<Change<'_>> {
+        let Target::Handled { object, old, .. } = &self.target else { return None };
+        Some(Change {
+            operation: self.operation,
+            object: object.as_ref(),
+            old: old.as_ref(),
+            user: self.user.as_deref(),
+        })
+    }
 }
 
 /// Reads an AdmissionReview `admission.k8s.io/v1` body.

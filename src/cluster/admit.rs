@@ -1,47 +1,163 @@
-//! The admission side of live mode: a refusal for a missing subset, host or
+//! The admission side of live mode: the snapshot source admission judges
+//! against, and its [`SecondLook`]: a refusal for a missing subset, host or
 //! backend is judged again after a re-read (see [`super::reread`]).
-//! The server calls [`worth_rechecking`] on every reviewed request (cheap)
-//! and, when it says so, awaits [`recheck`] before answering.
+//!
+//! The second look is bounded: at most one re-read per object per
+//! [`REREAD_EVERY`] (a CI job re-applying a broken route in a loop gets the
+//! first refusal again, not a stream of API reads), and the judging itself
+//! (a copy of the snapshot with what was read, the rules again) runs on the
+//! blocking pool, off the async workers that serve admission.
 
-use crate::admission::decide::{self, Decision, Verdict};
-use crate::admission::decode::{self, Target};
-use crate::admission::{Admission, Endpoint, Reviewed, encode};
-use crate::policy::{Change, Finding, Snapshot};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::live::Live;
-use super::reread;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 
-/// True when a review refused for a missing subset, host or backend (worth a re-read).
-pub fn worth_rechecking(endpoint: Endpoint, reviewed: &Reviewed) -> bool {
-    endpoint == Endpoint::Validate
-        && reviewed.summary.decision == Decision::Denied
-        && reviewed.summary.codes.iter().any(|c| reread::CODES.contains(c))
+use crate::admission::decode::Request;
+use crate::admission::{SecondLook, SnapshotSource};
+use crate::model::ObjectKey;
+use crate::policy::{Code, Engine, Finding, Snapshot};
+
+use super::index::LiveSnapshot;
+use super::reread::{self, Rereader};
+
+/// The shortest time between two re-reads for the same object.
+pub const REREAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Objects kept in the rate limiter before old entries are dropped.
+const LIMITER_CAPACITY: usize = 4096;
+
+/// The live index as admission sees it, with the re-read before refusing.
+#[derive(Debug)]
+pub struct LiveSource {
+    snapshot: Arc<LiveSnapshot>,
+    look: Arc<Reread>,
 }
 
-/// Judges a refused request again after re-reading the objects it depends on;
-/// `first` stands when the request cannot be read again or nothing was re-read.
-pub async fn recheck(live: &Live, admission: &Admission, endpoint: Endpoint, body: &[u8], first: Reviewed) -> Reviewed {
-    let Ok(request) = decode::decode(body) else { return first };
-    let Target::Handled { object: Some(object), old, .. } = &request.target else { return first };
-    let engine = admission.engine();
-    let snapshot = admission.snapshots().current();
-    let verdict = decide::decide(engine, &snapshot, endpoint, &request);
-    let change =
-        Change { operation: request.operation, object: Some(object), old: old.as_ref(), user: request.user.as_deref() };
-    let judge = |s: &Snapshot| engine.validate(s, &change);
-    let rereader = live.rereader();
-    let Some(findings) = rereader.recheck(engine, &snapshot, object, &verdict.findings, live.generates(), judge).await
-    else {
-        return first;
-    };
-    let decision = if findings.iter().any(Finding::is_error) { Decision::Denied } else { Decision::Allowed };
-    if decision == Decision::Allowed {
-        let codes: Vec<&str> = verdict.errors().map(|f| f.code.as_str()).collect();
-        tracing::info!(uid = %request.uid, codes = %codes.join(","), "a re-read found what was missing; allowed");
+impl LiveSource {
+    /// Admission's view of `snapshot`, re-reading with `rereader`; with
+    /// `generating`, subsets the controller is about to create count as present.
+    pub fn new(snapshot: Arc<LiveSnapshot>, rereader: Rereader, generating: bool) -> LiveSource {
+        let look = Arc::new(Reread { rereader, generating, limiter: Limiter::new(REREAD_EVERY) });
+        LiveSource { snapshot, look }
     }
-    let again = Verdict { decision, findings, ..verdict };
-    match encode::encode(&request, &again) {
-        Ok(body) => Reviewed { body, summary: again.summary(&request) },
-        Err(_) => first,
+}
+
+impl SnapshotSource for LiveSource {
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.current()
+    }
+
+    fn second_look(&self) -> Option<&dyn SecondLook> {
+        Some(self.look.as_ref())
+    }
+}
+
+/// The re-read before refusing, rate-limited per object.
+#[derive(Debug)]
+pub struct Reread {
+    rereader: Rereader,
+    generating: bool,
+    limiter: Limiter,
+}
+
+/// At most one pass per object per interval.
+#[derive(Debug)]
+struct Limiter {
+    /// When each object last passed.
+    last: Mutex<HashMap<ObjectKey, Instant>>,
+    every: Duration,
+}
+
+impl Limiter {
+    fn new(every: Duration) -> Limiter {
+        Limiter { last: Mutex::default(), every }
+    }
+
+    /// True (and noted) when `key` did not pass within the last `every`.
+    fn admit(&self, key: &ObjectKey, now: Instant) -> bool {
+        let mut last = match self.last.lock() {
+            Ok(last) => last,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if last.get(key).is_some_and(|at| now.duration_since(*at) < self.every) {
+            return false;
+        }
+        if last.len() >= LIMITER_CAPACITY {
+            last.retain(|_, at| now.duration_since(*at) < self.every);
+        }
+        last.insert(key.clone(), now);
+        true
+    }
+}
+
+impl SecondLook for Reread {
+    fn wanted(&self, findings: &[Finding]) -> bool {
+        reread::worth_rereading(findings)
+    }
+
+    fn look_again(
+        &self,
+        engine: Arc<Engine>,
+        snapshot: Arc<Snapshot>,
+        request: Arc<Request>,
+        findings: Vec<Finding>,
+    ) -> BoxFuture<'static, Option<Vec<Finding>>> {
+        let Some(object) = request.change().and_then(|c| c.object).cloned() else {
+            return futures::future::ready(None).boxed();
+        };
+        let reads = reread::plan(&object, &findings, &snapshot);
+        if reads.is_empty() || !self.limiter.admit(&object.key, Instant::now()) {
+            return futures::future::ready(None).boxed();
+        }
+        let rereader = self.rereader.clone();
+        let generating = self.generating;
+        async move {
+            let (found, _) = rereader.fetch(&reads).await;
+            let judged = tokio::task::spawn_blocking(move || {
+                let fresh = reread::with_found(&snapshot, found);
+                let change = request.change()?;
+                let mut again = engine.validate(&fresh, &change);
+                if generating && again.iter().any(|f| f.code == Code::RG103 && f.is_error()) {
+                    let desired = engine.generate(&fresh);
+                    again = reread::pending_subsets(again, &object, &fresh, &desired);
+                }
+                Some(again)
+            });
+            judged.await.ok().flatten()
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+
+    #[test]
+    fn an_object_is_re_read_at_most_once_a_second() {
+        let key = |name: &str| ObjectKey { kind: Kind::VirtualService, namespace: "shop".into(), name: name.into() };
+        let limiter = Limiter::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert!(limiter.admit(&key("a"), t0));
+        assert!(!limiter.admit(&key("a"), t0 + Duration::from_millis(500)));
+        assert!(limiter.admit(&key("b"), t0 + Duration::from_millis(500)));
+        assert!(limiter.admit(&key("a"), t0 + Duration::from_millis(1001)));
+    }
+
+    #[test]
+    fn a_full_limiter_forgets_what_is_past_the_interval() {
+        let limiter = Limiter::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        for i in 0..LIMITER_CAPACITY {
+            let key = ObjectKey { kind: Kind::VirtualService, namespace: "shop".into(), name: format!("r{i}") };
+            assert!(limiter.admit(&key, t0));
+        }
+        let late = ObjectKey { kind: Kind::VirtualService, namespace: "shop".into(), name: "late".into() };
+        assert!(limiter.admit(&late, t0 + Duration::from_secs(2)));
+        assert_eq!(limiter.last.lock().expect("lock").len(), 1);
     }
 }

@@ -12,6 +12,7 @@ use crate::admission::SnapshotSource;
 use crate::model::Kind;
 use crate::policy::{Engine, Snapshot};
 
+use super::admit::LiveSource;
 use super::controller::{self, Controller, ControllerSettings};
 use super::lease::{self, Timing};
 use super::metrics::ClusterStatus;
@@ -59,8 +60,7 @@ impl LiveSettings {
 #[derive(Debug)]
 pub struct Live {
     index: Index,
-    rereader: Rereader,
-    generate: bool,
+    source: Arc<LiveSource>,
     lease: Option<(Api<Lease>, String, String)>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -96,12 +96,14 @@ impl Live {
             let controller = Controller::new(client, engine, index.live.clone(), status, &settings.identity);
             tasks.push(controller::spawn(controller, index.publishes.clone(), settings.controller));
         }
-        Live { index, rereader, generate: settings.generate, lease: lease_api, tasks: Mutex::new(tasks) }
+        let source = Arc::new(LiveSource::new(index.live.clone(), rereader, settings.generate));
+        Live { index, source, lease: lease_api, tasks: Mutex::new(tasks) }
     }
 
-    /// The snapshot source admission judges against.
+    /// The snapshot source admission judges against, with the re-read before
+    /// refusing (one per `Live`, so its rate limit holds for every caller).
     pub fn source(&self) -> Arc<dyn SnapshotSource> {
-        self.index.live.clone()
+        self.source.clone()
     }
 
     /// True once every present kind completed its first list (`/readyz`).
@@ -112,16 +114,6 @@ impl Live {
     /// Sync state and counters.
     pub fn status(&self) -> &Arc<ClusterStatus> {
         &self.index.status
-    }
-
-    /// The re-reader of the admission path.
-    pub fn rereader(&self) -> &Rereader {
-        &self.rereader
-    }
-
-    /// True when the generator controller runs (some replica will create generated subsets).
-    pub fn generates(&self) -> bool {
-        self.generate
     }
 
     fn stop_tasks(&self) {

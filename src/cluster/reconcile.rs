@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::model::marks::{SOURCE_SERVICE_LABEL, is_managed};
 use crate::model::{Kind, Labels, Object, ObjectKey, selects, string_map};
-use crate::policy::generate::{SOURCE_SERVICE_LABEL, is_managed};
 use crate::policy::snapshot::Entry;
 use crate::policy::subsets::destination_uses;
 use crate::policy::version::is_dns1123_label;

@@ -3,7 +3,9 @@
 //! lags by milliseconds. Before refusing for a missing subset, host or
 //! backend (RG103, RG104, RG107), the objects involved are re-read from the
 //! API server (one short deadline for all), put into a copy of the snapshot,
-//! and the request judged again; it is refused only if still missing.
+//! and the request judged again; it is refused only if still missing. This
+//! module plans and performs the reads; [`super::admit`] is admission's
+//! second look that uses them.
 //!
 //! And a subset routeguard is about to generate (its Deployment exists, the
 //! controller runs) counts as present: the RG103 error becomes a warning.
@@ -22,7 +24,7 @@ use serde_json::Value;
 
 use crate::model::{FieldPath, Kind, Object, ObjectKey};
 use crate::policy::snapshot::virtual_service_hosts;
-use crate::policy::{Code, Engine, Finding, Severity, Snapshot, hosts};
+use crate::policy::{Code, Finding, Severity, Snapshot, hosts};
 
 use super::index::{self, Op, Scope};
 use super::kinds::{self, Served};
@@ -274,32 +276,6 @@ impl Rereader {
                 Ok(Found::Listed(Scope { kind, namespace: Some(namespace) }, objects))
             }
         }
-    }
-
-    /// Re-reads what the refusal depends on and returns the findings judged again
-    /// (with subsets about to be generated as warnings when `generating`).
-    /// `judge` runs the engine against a snapshot.
-    pub async fn recheck(
-        &self,
-        engine: &Engine,
-        snapshot: &Snapshot,
-        object: &Object,
-        findings: &[Finding],
-        generating: bool,
-        judge: impl Fn(&Snapshot) -> Vec<Finding>,
-    ) -> Option<Vec<Finding>> {
-        let reads = plan(object, findings, snapshot);
-        if reads.is_empty() {
-            return None;
-        }
-        let (found, _) = self.fetch(&reads).await;
-        let fresh = with_found(snapshot, found);
-        let mut again = judge(&fresh);
-        if generating && again.iter().any(|f| f.code == Code::RG103 && f.is_error()) {
-            let desired = engine.generate(&fresh);
-            again = pending_subsets(again, object, &fresh, &desired);
-        }
-        Some(again)
     }
 }
 

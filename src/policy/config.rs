@@ -77,13 +77,13 @@ pub enum PolicyError {
 }
 
 impl Policy {
-    /// Parses a policy from YAML (JSON is YAML too).
-    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
-        let docs = crate::manifest::yaml::parse_documents(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
-        let value = docs.into_iter().next().map(|d| d.value).unwrap_or(serde_json::Value::Null);
-        let policy: Policy = match &value {
+    /// Reads a policy from the parsed document of a policy file (`null`: an
+    /// empty file, every default). Reading the file's YAML is the caller's
+    /// business (`check::parse_policy`), so the policy needs no file format.
+    pub fn from_value(value: &serde_json::Value) -> Result<Policy, PolicyError> {
+        let policy: Policy = match value {
             serde_json::Value::Null => Policy::default(),
-            serde_json::Value::Object(_) => serde_path_to_error::deserialize(&value).map_err(|e| {
+            serde_json::Value::Object(_) => serde_path_to_error::deserialize(value).map_err(|e| {
                 let path = crate::model::field_path("", e.path());
                 PolicyError::Parse(format!("{path}: {}", e.into_inner()))
             })?,
@@ -133,6 +133,12 @@ mod tests {
     use super::*;
     use crate::model::{FieldPath, Kind, ObjectKey};
 
+    /// A policy from YAML text, the way `check` reads a policy file.
+    fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        let docs = crate::manifest::yaml::parse_documents(text).expect("yaml");
+        Policy::from_value(&docs.into_iter().next().map(|d| d.value).unwrap_or_default())
+    }
+
     fn finding(code: Code) -> Finding {
         let key = ObjectKey { kind: Kind::VirtualService, namespace: "d".into(), name: "n".into() };
         Finding::new(code, &key, FieldPath::root(), "m")
@@ -140,29 +146,27 @@ mod tests {
 
     #[test]
     fn parses_every_key_and_defaults_the_rest() {
-        let p = Policy::from_yaml("weights: relative\nmissingHost: off\nexemptUsers: [bot]\n").expect("policy");
+        let p = from_yaml("weights: relative\nmissingHost: off\nexemptUsers: [bot]\n").expect("policy");
         assert_eq!(p.weights, WeightMode::Relative);
         assert_eq!(p.missing_host, Action::Off);
         assert_eq!(p.missing_subset, Action::Deny);
         assert_eq!(p.version_label, "version");
-        assert_eq!(Policy::from_yaml("").expect("empty").cluster_domain, "cluster.local");
+        assert_eq!(from_yaml("").expect("empty").cluster_domain, "cluster.local");
     }
 
     #[test]
     fn rejects_unknown_keys_and_bad_values() {
-        assert!(Policy::from_yaml("weight: relative").is_err());
-        assert!(Policy::from_yaml("weights: half").is_err());
-        assert!(
-            matches!(Policy::from_yaml("- relative\n- warn\n"), Err(PolicyError::Parse(m)) if m.contains("found a list"))
-        );
-        let err = Policy::from_yaml("exemptUsers: bot").expect_err("not a list").to_string();
+        assert!(from_yaml("weight: relative").is_err());
+        assert!(from_yaml("weights: half").is_err());
+        assert!(matches!(from_yaml("- relative\n- warn\n"), Err(PolicyError::Parse(m)) if m.contains("found a list")));
+        let err = from_yaml("exemptUsers: bot").expect_err("not a list").to_string();
         assert!(err.starts_with("policy: exemptUsers: invalid type"), "{err}");
-        assert!(matches!(Policy::from_yaml("missingSubset: off"), Err(PolicyError::SubsetOff)));
+        assert!(matches!(from_yaml("missingSubset: off"), Err(PolicyError::SubsetOff)));
     }
 
     #[test]
     fn applies_actions_and_exemptions() {
-        let p = Policy::from_yaml("missingHost: off\nmissingSubset: warn\nexemptUsers: [bot]").expect("policy");
+        let p = from_yaml("missingHost: off\nmissingSubset: warn\nexemptUsers: [bot]").expect("policy");
         let out = p.apply(vec![finding(Code::RG104), finding(Code::RG103), finding(Code::RG101)], None);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].severity, Severity::Warning);

@@ -33,23 +33,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::model::marks::{MANAGED_BY, MANAGED_BY_LABEL, SOURCE_SERVICE_LABEL};
 use crate::model::{Kind, Labels, Object, ObjectKey, string_map};
 
 use super::Context;
 use super::hosts;
 use super::snapshot::Entry;
 use super::version::is_dns1123_label;
-
-/// The label that marks objects routeguard manages.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// The value of [`MANAGED_BY_LABEL`] on routeguard's objects.
-pub const MANAGED_BY: &str = "routeguard";
-/// The label naming the Service a generated object was made for.
-pub const SOURCE_SERVICE_LABEL: &str = "routeguard.io/service";
-/// Annotation (`"true"`) by which a user's DestinationRule lets routeguard append subsets.
-pub const MANAGE_SUBSETS_ANNOTATION: &str = "routeguard.io/manage-subsets";
-/// Annotation (`"true"`) marking the canary Deployment of a Service.
-pub const CANARY_ANNOTATION: &str = "routeguard.io/canary";
 
 /// Selector keys by which rollout controllers make a Service select one
 /// revision of its pods: Kruise Rollout's canary Service uses the ReplicaSet's
@@ -68,11 +58,6 @@ const COPIED_SPEC_FIELDS: [&str; 7] = [
     "internalTrafficPolicy",
     "trafficDistribution",
 ];
-
-/// True when routeguard manages the object (`app.kubernetes.io/managed-by: routeguard`).
-pub fn is_managed(object: &Object) -> bool {
-    object.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-}
 
 /// True when `s` is a DNS-1035 label (a Service name): a DNS-1123 label that starts with a letter.
 pub fn is_dns1035_label(s: &str) -> bool {
@@ -143,7 +128,7 @@ pub fn desired(ctx: Context<'_>) -> Vec<Object> {
 ///   `controller: true`, whatever the owner's kind: such a Service is that
 ///   controller's view of its pods (a Kruise canary Service is owned by its
 ///   Rollout), not one users split by version. Services routeguard manages
-///   are never a source in the first place ([`is_managed`]).
+///   are never a source in the first place ([`crate::model::marks::is_managed`]).
 fn is_version_specific(service: &Object, selector: &Labels, version_label: &str) -> bool {
     if selector.contains_key(version_label) || REVISION_HASH_LABELS.iter().any(|k| selector.contains_key(*k)) {
         return true;

@@ -12,10 +12,10 @@ use serde_json::Value;
 use crate::model::core::DeploymentSpec;
 use crate::model::gateway::{BackendRef, HttpRouteSpec};
 use crate::model::istio::{DestinationRuleSpec, Subset, VirtualServiceSpec};
-use crate::model::{Kind, Labels, Object, ObjectKey, Spec, selects};
+use crate::model::{Kind, Labels, Object, ObjectKey, Spec, marks, selects};
 
 use super::config::Policy;
-use super::{generate, hosts};
+use super::hosts;
 
 /// One object of the snapshot: its identity, its original JSON kept as compact
 /// text (parsed again on demand, see [`Entry::object`]), a few label and
@@ -76,10 +76,10 @@ impl Entry {
     pub fn new(object: &Object) -> Entry {
         let spec = object.typed_spec().ok();
         let marks = Marks {
-            managed: generate::is_managed(object),
-            source_service: object.labels().contains_key(generate::SOURCE_SERVICE_LABEL),
-            canary: object.annotation(generate::CANARY_ANNOTATION) == Some("true"),
-            manage_subsets: object.annotation(generate::MANAGE_SUBSETS_ANNOTATION) == Some("true"),
+            managed: marks::is_managed(object),
+            source_service: object.labels().contains_key(marks::SOURCE_SERVICE_LABEL),
+            canary: object.annotation(marks::CANARY_ANNOTATION) == Some("true"),
+            manage_subsets: object.annotation(marks::MANAGE_SUBSETS_ANNOTATION) == Some("true"),
         };
         let json = object.raw.to_string().into_boxed_str();
         let exports = exports_of(object, spec.as_ref());

@@ -16,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::admission::{Admission, AdmissionError, Endpoint, Summary};
-use crate::cluster::admit;
+use crate::admission::{Admission, AdmissionError, Decided, Endpoint, Summary};
 use crate::cluster::live::Live as Cluster;
 
 use super::metrics::{self, Live, Metrics};
@@ -68,12 +67,6 @@ impl AppState {
     /// State over an admission handler, with fresh metrics, ready.
     pub fn new(admission: Admission) -> AppState {
         AppState { admission, metrics: Arc::default(), readiness: Arc::default(), cluster: None }
-    }
-
-    /// The same state in live cluster mode.
-    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> AppState {
-        self.cluster = Some(cluster);
-        self
     }
 
     /// True while `/readyz` answers 200: not shutting down and, in cluster
@@ -151,37 +144,34 @@ async fn admit(state: AppState, endpoint: Endpoint, request: Request) -> Respons
         }
         Err(rejection) => return reject(StatusCode::BAD_REQUEST, "BadRequest", rejection.body_text(), None),
     };
-    match review(&state.admission, endpoint, body.clone()).await {
+    let decided = match decide(&state.admission, endpoint, body).await {
+        Ok(decided) => decided,
+        Err(e) if e.is_bad_request() => {
+            return reject(StatusCode::BAD_REQUEST, "BadRequest", e.to_string(), Some(e.reason()));
+        }
+        Err(e) => return reject(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string(), Some(e.reason())),
+    };
+    // Live mode: before refusing for a missing object, re-read it (the watch may lag).
+    let decided = state.admission.second_look(decided).await;
+    match decided.answer() {
         Ok(reviewed) => {
-            // Live mode: before refusing for a missing object, re-read it (the watch may lag).
-            let reviewed = match &state.cluster {
-                Some(cluster) if admit::worth_rechecking(endpoint, &reviewed) => {
-                    admit::recheck(cluster, &state.admission, endpoint, &body, reviewed).await
-                }
-                _ => reviewed,
-            };
             let latency = started.elapsed();
             state.metrics.admission(endpoint, &reviewed.summary, latency);
             log_admission(endpoint, &reviewed.summary, latency);
             ([(CONTENT_TYPE, "application/json")], reviewed.body).into_response()
         }
-        Err(e) if e.is_bad_request() => reject(StatusCode::BAD_REQUEST, "BadRequest", e.to_string(), Some(e.reason())),
         Err(e) => reject(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string(), Some(e.reason())),
     }
 }
 
-/// Reviews small bodies in place and large ones on the blocking pool; a panic
+/// Decides small bodies in place and large ones on the blocking pool; a panic
 /// there is re-raised here so the panic layer answers it.
-async fn review(
-    admission: &Admission,
-    endpoint: Endpoint,
-    body: Bytes,
-) -> Result<crate::admission::Reviewed, AdmissionError> {
+async fn decide(admission: &Admission, endpoint: Endpoint, body: Bytes) -> Result<Decided, AdmissionError> {
     if body.len() <= BLOCKING_BODY {
-        return admission.review(endpoint, &body);
+        return admission.decide(endpoint, &body);
     }
     let admission = admission.clone();
-    match tokio::task::spawn_blocking(move || admission.review(endpoint, &body)).await {
+    match tokio::task::spawn_blocking(move || admission.decide(endpoint, &body)).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(AdmissionError::Encode(format!("review task failed: {e}"))),

@@ -1,6 +1,6 @@
 use super::*;
+use crate::model::marks::{MANAGE_SUBSETS_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::policy::Engine;
-use crate::policy::generate::{MANAGE_SUBSETS_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
 
 fn object(raw: Value) -> Object {
     Object::from_value(raw, "shop").expect("object")

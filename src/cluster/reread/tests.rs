@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::{Change, Policy};
+use crate::policy::{Change, Engine, Policy};
 use serde_json::json;
 
 fn object(raw: Value) -> Object {

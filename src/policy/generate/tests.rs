@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::marks::{CANARY_ANNOTATION, MANAGE_SUBSETS_ANNOTATION, is_managed};
 use crate::policy::{Policy, Snapshot};
 
 fn object(raw: Value) -> Object {

@@ -1,0 +1,126 @@
+//! What routeguard reads from files, for `check` and for `serve` without a
+//! cluster: the policy file, and the desired state that manifest files
+//! describe (their objects with the API server's CRD defaults, the
+//! Deployments mutated, the objects routeguard would generate, and the
+//! snapshot of all of them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{self, LoadError, Loaded, Source};
+use crate::model::{FieldPath, Object, ObjectKey};
+use crate::policy::{Code, Engine, Finding, Policy, PolicyError, Snapshot};
+
+/// A file that cannot be read or used (`check` exits 2).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{path}: {source}")]
+    Policy {
+        path: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("{path}: {source}")]
+    PolicyRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads a policy file, or the defaults without one.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy, FileError> {
+    let Some(path) = path else { return Ok(Policy::default()) };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::PolicyRead { path: name.clone(), source })?;
+    parse_policy(&text).map_err(|source| FileError::Policy { path: name, source })
+}
+
+/// Parses the text of a policy file: YAML, read the way kubectl reads it (JSON is YAML too).
+pub fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
+    let docs = manifest::yaml::parse_documents(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+    Policy::from_value(&docs.into_iter().next().map(|d| d.value).unwrap_or_default())
+}
+
+/// The desired state of a set of manifests.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// How many objects were read.
+    pub loaded: usize,
+    /// Every object read, defaulted and (Deployments) mutated, in input order.
+    pub objects: Vec<Object>,
+    /// Where each object came from (the last occurrence of a key).
+    pub sources: BTreeMap<ObjectKey, Source>,
+    /// The Deployments the mutation changed, in input order.
+    pub mutated: Vec<Object>,
+    /// The objects routeguard would generate.
+    pub generated: Vec<Object>,
+    /// The findings of the mutation (RG301, RG302), the policy applied.
+    pub findings: Vec<Finding>,
+    /// The loaded objects, each as mutated, then the generated ones.
+    pub snapshot: Snapshot,
+    /// For keys that occur more than once: the last mutated version, when a
+    /// later occurrence was not mutated.
+    stale: Vec<Object>,
+}
+
+/// Defaults and mutates loaded manifests, generates what routeguard would, and indexes it all.
+pub fn desired(engine: &Engine, loaded: Vec<Loaded>) -> Desired {
+    let count = loaded.len();
+    let mut sources: BTreeMap<ObjectKey, Source> = BTreeMap::new();
+    let mut objects = Vec::with_capacity(count);
+    let mut mutated: Vec<Object> = Vec::new();
+    let mut findings: Vec<Finding> = Vec::new();
+    // Per key: the index in `mutated` of the last mutated version, and whether the last occurrence was it.
+    let mut last_mutated: BTreeMap<ObjectKey, (usize, bool)> = BTreeMap::new();
+    for Loaded { object, source } in loaded {
+        // Judge what the API server would store and send to admission, its CRD defaults filled in.
+        let mut object = object.with_api_defaults();
+        let mutation = engine.mutate(&object, None);
+        findings.extend(engine.policy().apply(mutation.findings, None));
+        if !mutation.patch.0.is_empty() {
+            let mut raw = object.raw.clone();
+            match json_patch::patch(&mut raw, &mutation.patch) {
+                Ok(()) => object.raw = raw,
+                Err(e) => findings.push(Finding::new(
+                    Code::RG100,
+                    &object.key,
+                    FieldPath::root(),
+                    format!("the version-label patch does not apply: {e}"),
+                )),
+            }
+            last_mutated.insert(object.key.clone(), (mutated.len(), true));
+            mutated.push(object.clone());
+        } else if let Some((_, last)) = last_mutated.get_mut(&object.key) {
+            *last = false;
+        }
+        sources.insert(object.key.clone(), source);
+        objects.push(object);
+    }
+    let mut snapshot = Snapshot::for_policy(engine.policy());
+    for object in &objects {
+        snapshot.upsert_from(object);
+    }
+    let generated = engine.generate(&snapshot);
+    for object in &generated {
+        snapshot.upsert_from(object);
+    }
+    let stale = last_mutated.into_values().filter(|(_, last)| !last).map(|(i, _)| mutated[i].clone()).collect();
+    Desired { loaded: count, objects, sources, mutated, generated, findings, snapshot, stale }
+}
+
+/// The snapshot a set of manifests makes once mutated and completed with the
+/// generated objects: what `serve --objects` answers from when no cluster is there.
+pub fn snapshot_from_paths(engine: &Engine, paths: &[PathBuf], namespace: &str) -> Result<Snapshot, FileError> {
+    let desired = desired(engine, manifest::load_paths(paths, namespace)?);
+    // The snapshot `check` judges against, except that for a key loaded twice
+    // the last mutated version wins over a later unmutated one.
+    let generated: BTreeSet<&ObjectKey> = desired.generated.iter().map(|o| &o.key).collect();
+    let mut snapshot = desired.snapshot.clone();
+    for object in desired.stale.iter().filter(|o| !generated.contains(&o.key)) {
+        snapshot.upsert_from(object);
+    }
+    Ok(snapshot)
+}
