@@ -84,20 +84,24 @@ impl Kind {
         (found.group() == group).then_some(found)
     }
 
+    /// The plural resource name (`virtualservices`), as API paths and
+    /// admission requests (`request.resource`) name the kind.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::VirtualService => "virtualservices",
+            Kind::DestinationRule => "destinationrules",
+            Kind::ServiceEntry => "serviceentries",
+            Kind::HttpRoute => "httproutes",
+            Kind::ReferenceGrant => "referencegrants",
+            Kind::Service => "services",
+            Kind::Deployment => "deployments",
+        }
+    }
+
     /// Recognises a kind from the group and the plural resource name an
     /// admission request carries (`request.resource`).
     pub fn from_resource(group: &str, resource: &str) -> Option<Kind> {
-        let found = match resource {
-            "virtualservices" => Kind::VirtualService,
-            "destinationrules" => Kind::DestinationRule,
-            "serviceentries" => Kind::ServiceEntry,
-            "httproutes" => Kind::HttpRoute,
-            "referencegrants" => Kind::ReferenceGrant,
-            "services" => Kind::Service,
-            "deployments" => Kind::Deployment,
-            _ => return None,
-        };
-        (found.group() == group).then_some(found)
+        Kind::ALL.into_iter().find(|k| k.plural() == resource && k.group() == group)
     }
 }
 

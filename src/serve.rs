@@ -24,7 +24,10 @@ const TLS_SECRET_CHECK: Duration = Duration::from_secs(60);
 
 /// Runs `routeguard serve` until SIGTERM or SIGINT, then drains and returns.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    logging::init(args.log_format);
+    logging::init(match args.log_format {
+        crate::cli::LogFormat::Text => logging::LogFormat::Text,
+        crate::cli::LogFormat::Json => logging::LogFormat::Json,
+    });
     tls::install_default_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -36,18 +36,6 @@ fn folders() -> Vec<PathBuf> {
     out
 }
 
-fn resource(kind: Kind) -> &'static str {
-    match kind {
-        Kind::VirtualService => "virtualservices",
-        Kind::DestinationRule => "destinationrules",
-        Kind::ServiceEntry => "serviceentries",
-        Kind::HttpRoute => "httproutes",
-        Kind::ReferenceGrant => "referencegrants",
-        Kind::Service => "services",
-        Kind::Deployment => "deployments",
-    }
-}
-
 fn sorted(mut codes: Vec<String>) -> Vec<String> {
     codes.sort();
     codes
@@ -76,7 +64,7 @@ fn check_and_admission_agree_on_every_example() {
                 "request": {
                     "uid": "agreement", "operation": "CREATE",
                     "kind": {"group": kind.group(), "version": "v1", "kind": kind.as_str()},
-                    "resource": {"group": kind.group(), "version": "v1", "resource": resource(kind)},
+                    "resource": {"group": kind.group(), "version": "v1", "resource": kind.plural()},
                     "name": object.name(), "namespace": object.namespace(),
                     "userInfo": {"username": "developer"}, "object": object.raw
                 }

@@ -16,19 +16,6 @@ use super::{ClusterError, within};
 /// How long one discovery request may take.
 const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The plural resource name of a kind.
-pub fn plural(kind: Kind) -> &'static str {
-    match kind {
-        Kind::VirtualService => "virtualservices",
-        Kind::DestinationRule => "destinationrules",
-        Kind::ServiceEntry => "serviceentries",
-        Kind::HttpRoute => "httproutes",
-        Kind::ReferenceGrant => "referencegrants",
-        Kind::Service => "services",
-        Kind::Deployment => "deployments",
-    }
-}
-
 /// The versions to try for a kind, most preferred first.
 pub fn candidate_versions(kind: Kind) -> &'static [&'static str] {
     match kind {
@@ -46,7 +33,7 @@ pub fn is_builtin(kind: Kind) -> bool {
 /// The first candidate version whose resource list names the kind's plural.
 /// `listed(version)` is `None` when the group version is not served at all.
 pub fn choose_version<'a>(kind: Kind, listed: impl Fn(&str) -> Option<&'a [String]>) -> Option<&'static str> {
-    let plural = plural(kind);
+    let plural = kind.plural();
     candidate_versions(kind)
         .iter()
         .copied()
@@ -72,7 +59,7 @@ impl Served {
                 version: version.to_string(),
                 api_version,
                 kind: kind.as_str().to_string(),
-                plural: plural(kind).to_string(),
+                plural: kind.plural().to_string(),
             },
         }
     }
@@ -97,7 +84,7 @@ pub async fn discover(client: &kube::Client, kind: Kind) -> Result<Option<Served
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
-        let found = names.as_ref().is_some_and(|n: &Vec<String>| n.iter().any(|n| n == plural(kind)));
+        let found = names.as_ref().is_some_and(|n: &Vec<String>| n.iter().any(|n| n == kind.plural()));
         lists.push((version, names));
         if found {
             break;

@@ -19,15 +19,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use json_patch::jsonptr::PointerBuf;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::model::istio::{raw_subset_name, raw_subsets};
 use crate::model::marks::{SOURCE_SERVICE_LABEL, is_managed};
-use crate::model::{Kind, Labels, Object, ObjectKey, selects, string_map};
+use crate::model::{Kind, Object, ObjectKey, string_map};
 use crate::policy::snapshot::Entry;
-use crate::policy::subsets::destination_uses;
-use crate::policy::version::is_dns1123_label;
-use crate::policy::{Policy, Snapshot, hosts};
+use crate::policy::{Context, Policy, Snapshot, generate, hosts};
 
 /// Annotation with the hash of the body routeguard last applied.
 pub const APPLIED_HASH_ANNOTATION: &str = "routeguard.io/applied-hash";
@@ -99,11 +99,6 @@ pub fn plan(input: Inputs<'_>) -> Vec<Action> {
     actions
 }
 
-/// True for objects routeguard generated (both of its labels).
-pub fn owned(object: &Object) -> bool {
-    is_managed(object) && object.labels().contains_key(SOURCE_SERVICE_LABEL)
-}
-
 /// The server-side apply body of a managed object: the desired object with
 /// the served apiVersion, ownerReferences, in-use subsets kept and the hash.
 fn apply_body(input: Inputs<'_>, object: &Object, actual: Option<&Object>) -> Value {
@@ -162,9 +157,12 @@ fn owner_references(input: Inputs<'_>, object: &Object) -> Vec<Value> {
     match object.kind() {
         Kind::Service => {
             let selector = string_map(object.raw.pointer("/spec/selector"));
-            selected_deployments(input.snapshot, namespace, &selector)
+            // The Deployments generation read the versions from (those with a readable spec).
+            input
+                .snapshot
+                .deployments_selected(namespace, &selector)
                 .into_iter()
-                .filter_map(|(d, _)| owner(&d.object(), "apps/v1"))
+                .filter_map(|d| owner(&d.object(), "apps/v1"))
                 .collect()
         }
         Kind::DestinationRule => {
@@ -176,51 +174,17 @@ fn owner_references(input: Inputs<'_>, object: &Object) -> Vec<Value> {
     }
 }
 
-/// The Deployments of a namespace whose pod template labels (as written)
-/// `selector` selects, with those labels, ordered by name: the index for
-/// Deployments with a typed spec, the JSON for the few without one.
-fn selected_deployments<'a>(snapshot: &'a Snapshot, namespace: &str, selector: &Labels) -> Vec<(&'a Entry, Labels)> {
-    // A typed spec's template labels are exactly the JSON's string labels.
-    let mut found: Vec<(&Entry, Labels)> = snapshot
-        .deployments_selected(namespace, selector)
-        .into_iter()
-        .filter_map(|d| Some((d, d.deployment()?.template.metadata.labels.clone())))
-        .collect();
-    for d in snapshot.deployments(namespace).filter(|d| d.spec().is_none()) {
-        let labels = string_map(d.raw().pointer("/spec/template/metadata/labels"));
-        if selects(selector, &labels) {
-            found.push((d, labels));
-        }
-    }
-    found.sort_by(|a, b| a.0.key().cmp(b.0.key()));
-    found
-}
-
 fn owner(object: &Object, api_version: &str) -> Option<Value> {
     let uid = object.raw.pointer("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty())?;
     Some(json!({"apiVersion": api_version, "kind": object.kind().as_str(), "name": object.name(), "uid": uid}))
 }
 
 /// The subsets of a DestinationRule's JSON, as written.
-fn subsets(raw: &Value) -> Vec<&Value> {
-    raw.pointer("/spec/subsets").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
-}
-
-fn subset_name(subset: &Value) -> Option<&str> {
-    subset.get("name").and_then(Value::as_str)
-}
-
-/// The host a DestinationRule names, qualified in its namespace.
-fn rule_host(snapshot: &Snapshot, rule: &Object) -> Option<String> {
-    let host = rule.raw.pointer("/spec/host").and_then(Value::as_str).filter(|h| !h.is_empty())?;
-    Some(hosts::qualify(host, rule.namespace(), snapshot.domain()))
-}
-
 /// True when a VirtualService routes or mirrors to `subset` of `host`.
 pub fn subset_in_use(snapshot: &Snapshot, host: &str, subset: &str) -> bool {
     snapshot.routes_to(host).any(|route| {
         let Some(crate::model::Spec::VirtualService(vs)) = route.spec() else { return false };
-        destination_uses(vs).iter().any(|u| {
+        vs.uses().any(|u| {
             u.destination.subset.as_deref() == Some(subset)
                 && hosts::qualify(&u.destination.host, route.namespace(), snapshot.domain()) == host
         })
@@ -230,11 +194,12 @@ pub fn subset_in_use(snapshot: &Snapshot, host: &str, subset: &str) -> bool {
 /// Adds to a managed DestinationRule's body the subsets of the live one that
 /// are no longer generated but still routed to.
 fn keep_subsets_in_use(input: Inputs<'_>, body: &mut Value, actual: &Object) {
-    let Some(host) = rule_host(input.snapshot, actual) else { return };
-    let wanted: BTreeSet<String> = subsets(body).iter().filter_map(|s| subset_name(s)).map(str::to_string).collect();
-    let kept: Vec<Value> = subsets(&actual.raw)
+    let Some(host) = hosts::rule_host(actual, input.snapshot.domain()) else { return };
+    let wanted: BTreeSet<String> =
+        raw_subsets(body).iter().filter_map(|s| raw_subset_name(s)).map(str::to_string).collect();
+    let kept: Vec<Value> = raw_subsets(&actual.raw)
         .into_iter()
-        .filter(|s| subset_name(s).is_some_and(|n| !wanted.contains(n) && subset_in_use(input.snapshot, &host, n)))
+        .filter(|s| raw_subset_name(s).is_some_and(|n| !wanted.contains(n) && subset_in_use(input.snapshot, &host, n)))
         .cloned()
         .collect();
     if kept.is_empty() {
@@ -261,11 +226,11 @@ fn prune_managed(input: Inputs<'_>, entry: &Entry) -> Option<Action> {
             if snapshot.routes_to(&host).next().is_some() { None } else { Some(delete()) }
         }
         Kind::DestinationRule => {
-            let host = rule_host(snapshot, object)?;
-            let all = subsets(&object.raw);
+            let host = hosts::rule_host(object, snapshot.domain())?;
+            let all = raw_subsets(&object.raw);
             let used: Vec<Value> = all
                 .iter()
-                .filter(|s| subset_name(s).is_some_and(|n| subset_in_use(snapshot, &host, n)))
+                .filter(|s| raw_subset_name(s).is_some_and(|n| subset_in_use(snapshot, &host, n)))
                 .map(|s| (*s).clone())
                 .collect();
             if used.is_empty() {
@@ -309,7 +274,7 @@ fn test_version(object: &Object) -> Option<Value> {
 }
 
 fn annotation_op(names: &BTreeSet<String>) -> Value {
-    let path = format!("/metadata/annotations/{}", GENERATED_SUBSETS_ANNOTATION.replace('~', "~0").replace('/', "~1"));
+    let path = PointerBuf::from_tokens(["metadata", "annotations", GENERATED_SUBSETS_ANNOTATION]).to_string();
     let value = names.iter().cloned().collect::<Vec<_>>().join(",");
     json!({"op": "add", "path": path, "value": value})
 }
@@ -318,9 +283,11 @@ fn annotation_op(names: &BTreeSet<String>) -> Value {
 /// the generated version of it has and the live one lacks.
 fn append_subsets(actual: &Entry, desired: &Object) -> Option<Action> {
     let live = &actual.object();
-    let present: BTreeSet<&str> = subsets(&live.raw).into_iter().filter_map(subset_name).collect();
-    let missing: Vec<&Value> =
-        subsets(&desired.raw).into_iter().filter(|s| subset_name(s).is_some_and(|n| !present.contains(n))).collect();
+    let present: BTreeSet<&str> = raw_subsets(&live.raw).into_iter().filter_map(raw_subset_name).collect();
+    let missing: Vec<&Value> = raw_subsets(&desired.raw)
+        .into_iter()
+        .filter(|s| raw_subset_name(s).is_some_and(|n| !present.contains(n)))
+        .collect();
     if missing.is_empty() {
         return None;
     }
@@ -332,21 +299,11 @@ fn append_subsets(actual: &Entry, desired: &Object) -> Option<Action> {
         Some(Value::Object(_)) => ops.push(json!({"op": "add", "path": "/spec/subsets", "value": missing})),
         _ => ops.push(json!({"op": "add", "path": "/spec", "value": {"subsets": missing}})),
     }
-    let added: Vec<String> = missing.iter().filter_map(|s| subset_name(s)).map(str::to_string).collect();
+    let added: Vec<String> = missing.iter().filter_map(|s| raw_subset_name(s)).map(str::to_string).collect();
     let mut names = recorded(live);
     names.extend(added.iter().cloned());
     ops.push(annotation_op(&names));
     Some(Action::PatchSubsets { key: live.key.clone(), patch: Value::Array(ops), added, removed: Vec::new() })
-}
-
-/// The versions of the Deployments a Service selects (as generation reads them).
-pub fn backed_versions(policy: &Policy, snapshot: &Snapshot, service: &Object) -> BTreeSet<String> {
-    let selector = string_map(service.raw.pointer("/spec/selector"));
-    let key = policy.version_label.as_str();
-    selected_deployments(snapshot, service.namespace(), &selector)
-        .into_iter()
-        .filter_map(|(_, labels)| labels.get(key).filter(|v| is_dns1123_label(v)).cloned())
-        .collect()
 }
 
 /// Removes from an opted-in DestinationRule the subsets routeguard added that
@@ -357,14 +314,14 @@ fn prune_appended(input: Inputs<'_>, entry: &Entry) -> Option<Action> {
     if names.is_empty() {
         return None;
     }
-    let host = rule_host(input.snapshot, object)?;
+    let host = hosts::rule_host(object, input.snapshot.domain())?;
     let backed = match input.snapshot.service(&host) {
-        Some(service) => backed_versions(input.policy, input.snapshot, &service.object()),
+        Some(service) => generate::backed_versions(Context { policy: input.policy, snapshot: input.snapshot }, service),
         None => BTreeSet::new(),
     };
     let mut removed: BTreeMap<usize, String> = BTreeMap::new();
-    for (i, subset) in subsets(&object.raw).into_iter().enumerate() {
-        if let Some(name) = subset_name(subset)
+    for (i, subset) in raw_subsets(&object.raw).into_iter().enumerate() {
+        if let Some(name) = raw_subset_name(subset)
             && names.contains(name)
             && !backed.contains(name)
             && !subset_in_use(input.snapshot, &host, name)

@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use json_patch::jsonptr::PointerBuf;
 use kube::Api;
 use kube::api::ListParams;
 use kube::core::DynamicObject;
@@ -128,21 +129,19 @@ pub fn pointer(path: &FieldPath) -> Option<String> {
     if text.contains('"') {
         return None;
     }
-    let mut out = String::new();
+    let mut tokens: Vec<&str> = Vec::new();
     for part in text.split('.') {
         let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
         if !key.is_empty() {
-            out.push('/');
-            out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            tokens.push(key);
         }
         for index in indexes.split('[').filter(|s| !s.is_empty()) {
             let index = index.strip_suffix(']')?;
             index.parse::<usize>().ok()?;
-            out.push('/');
-            out.push_str(index);
+            tokens.push(index);
         }
     }
-    Some(out)
+    Some(PointerBuf::from_tokens(tokens).to_string())
 }
 
 /// What one read found.

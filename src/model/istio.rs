@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::Labels;
+use super::{FieldPath, Labels};
 
 /// `VirtualService.spec`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,6 +16,98 @@ pub struct VirtualServiceSpec {
     pub tcp: Vec<L4Route>,
     pub tls: Vec<L4Route>,
     pub export_to: Vec<String>,
+}
+
+impl VirtualServiceSpec {
+    /// Every route and mirror destination, in document order: for each
+    /// `spec.http` entry its route destinations, `mirror`, then `mirrors`; then
+    /// the `spec.tcp` and `spec.tls` route destinations. The one walk over a
+    /// VirtualService's destinations that indexing, the rules and the
+    /// controller share.
+    pub fn uses(&self) -> impl Iterator<Item = Use<'_>> {
+        let http = self.http.iter().enumerate().flat_map(|(i, r)| {
+            let routes = weighted(Section::Http, i, &r.route);
+            let mirror =
+                r.mirror.iter().map(move |d| Use { place: Place::Mirror { route: i }, destination: d, weight: None });
+            let mirrors = r.mirrors.iter().enumerate().filter_map(move |(j, m)| {
+                let place = Place::Mirrors { route: i, entry: j };
+                m.destination.as_ref().map(|d| Use { place, destination: d, weight: None })
+            });
+            routes.chain(mirror).chain(mirrors)
+        });
+        let tcp = self.tcp.iter().enumerate().flat_map(|(i, r)| weighted(Section::Tcp, i, &r.route));
+        let tls = self.tls.iter().enumerate().flat_map(|(i, r)| weighted(Section::Tls, i, &r.route));
+        http.chain(tcp).chain(tls)
+    }
+}
+
+/// The weighted destinations of one route list.
+fn weighted(section: Section, route: usize, list: &[RouteDestination]) -> impl Iterator<Item = Use<'_>> {
+    let lone = list.len() == 1;
+    list.iter().enumerate().filter_map(move |(entry, d)| {
+        // A lone destination takes all traffic whatever its weight says.
+        let weight = if lone { 100 } else { d.weight.unwrap_or(0) };
+        let place = Place::Route { section, route, entry };
+        d.destination.as_ref().map(|destination| Use { place, destination, weight: Some(weight) })
+    })
+}
+
+/// One place a VirtualService sends traffic, or a copy of it, to.
+#[derive(Debug, Clone, Copy)]
+pub struct Use<'a> {
+    pub place: Place,
+    pub destination: &'a Destination,
+    /// The effective weight (a lone destination's is 100, a missing one 0);
+    /// `None` for a mirror, which is a copy, not live traffic.
+    pub weight: Option<i64>,
+}
+
+impl Use<'_> {
+    /// The field path of the destination's parent entry (`spec.http[0].route[1]`, `spec.http[0].mirror`).
+    pub fn path(&self) -> FieldPath {
+        self.place.path()
+    }
+}
+
+/// The route lists of a VirtualService.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Http,
+    Tcp,
+    Tls,
+}
+
+impl Section {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Section::Http => "http",
+            Section::Tcp => "tcp",
+            Section::Tls => "tls",
+        }
+    }
+}
+
+/// Where a destination stands in a VirtualService, cheap to carry and made a
+/// [`FieldPath`] only when a message needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `spec.<section>[route].route[entry]`.
+    Route { section: Section, route: usize, entry: usize },
+    /// `spec.http[route].mirror`.
+    Mirror { route: usize },
+    /// `spec.http[route].mirrors[entry]`.
+    Mirrors { route: usize, entry: usize },
+}
+
+impl Place {
+    pub fn path(self) -> FieldPath {
+        let spec = FieldPath::new("spec");
+        match self {
+            Place::Route { section, route, entry } => spec.key(section.as_str()).index(route).key("route").index(entry),
+            Place::Mirror { route } => spec.key("http").index(route).key("mirror"),
+            Place::Mirrors { route, entry } => spec.key("http").index(route).key("mirrors").index(entry),
+        }
+    }
 }
 
 /// One entry of `spec.http`.
@@ -129,6 +221,16 @@ pub struct DestinationRuleSpec {
 pub struct Subset {
     pub name: String,
     pub labels: Labels,
+}
+
+/// The `spec.subsets` of a DestinationRule's JSON, as written (empty when missing).
+pub fn raw_subsets(rule: &serde_json::Value) -> Vec<&serde_json::Value> {
+    rule.pointer("/spec/subsets").and_then(serde_json::Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+}
+
+/// The `name` of one subset of a DestinationRule's JSON.
+pub fn raw_subset_name(subset: &serde_json::Value) -> Option<&str> {
+    subset.get("name").and_then(serde_json::Value::as_str)
 }
 
 /// `ServiceEntry.spec`.

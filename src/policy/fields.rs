@@ -144,29 +144,13 @@ pub fn suggest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Opti
         .map(|c| {
             let n = norm(c);
             // A normalised prefix match (`mirror_percent` for `mirrorPercentage`) is a near miss too.
-            let d = if n.starts_with(&wanted) && wanted.len() >= 4 { 1 } else { distance(&wanted, &n) };
+            let d = if n.starts_with(&wanted) && wanted.len() >= 4 { 1 } else { strsim::levenshtein(&wanted, &n) };
             (if n == wanted { 0 } else { d.max(1) }, c)
         })
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, c)| (*d, c.len()))?;
     let name = best.1;
     Some(REPLACED.iter().find(|(old, _)| *old == name).map_or(name, |(_, new)| new).to_string())
-}
-
-/// Levenshtein distance.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + usize::from(ca != *cb));
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

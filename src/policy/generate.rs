@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::model::istio::{raw_subset_name, raw_subsets};
 use crate::model::marks::{MANAGED_BY, MANAGED_BY_LABEL, SOURCE_SERVICE_LABEL};
 use crate::model::{Kind, Labels, Object, ObjectKey, string_map};
 
@@ -89,18 +90,8 @@ pub fn desired(ctx: Context<'_>) -> Vec<Object> {
         return generated;
     }
     for entry in ctx.snapshot.of_kind(Kind::Service) {
-        if entry.is_managed() {
-            continue;
-        }
-        let service = &entry.object();
-        let selector = string_map(service.raw.pointer("/spec/selector"));
-        if selector.is_empty() || is_version_specific(service, &selector, key) {
-            continue;
-        }
-        let found = versions(ctx, service, &selector);
-        if found.versions.is_empty() {
-            continue;
-        }
+        let Some((service, selector, found)) = source(ctx, entry) else { continue };
+        let service = &service;
         generated.extend(destination_rule(ctx, service, &found.versions));
         for version in &found.versions {
             let name = derived_name(service.name(), version);
@@ -146,11 +137,37 @@ struct Versions {
     canary: Option<String>,
 }
 
-fn versions(ctx: Context<'_>, service: &Object, selector: &Labels) -> Versions {
+/// The versions that back a Service: those its Deployments give (see
+/// [`versions`]), which generation makes subsets and Services for, and the
+/// controller keeps. Deployments whose spec cannot be read give none: the API
+/// server only stores readable ones, so only a hand-written file has such a
+/// Deployment, and `check` reports it (RG100).
+pub fn backed_versions(ctx: Context<'_>, service: &Entry) -> BTreeSet<String> {
+    source(ctx, service).map(|(_, _, found)| found.versions).unwrap_or_default()
+}
+
+/// A Service that generation makes objects for, with its selector and
+/// versions: not managed by routeguard, not already version-specific, with a
+/// selector and at least one versioned Deployment behind it.
+fn source(ctx: Context<'_>, entry: &Entry) -> Option<(Object, Labels, Versions)> {
+    let key = ctx.policy.version_label.as_str();
+    if entry.is_managed() || key.is_empty() {
+        return None;
+    }
+    let service = entry.object();
+    let selector = string_map(service.raw.pointer("/spec/selector"));
+    if selector.is_empty() || is_version_specific(&service, &selector, key) {
+        return None;
+    }
+    let found = versions(ctx, service.namespace(), &selector);
+    (!found.versions.is_empty()).then_some((service, selector, found))
+}
+
+fn versions(ctx: Context<'_>, namespace: &str, selector: &Labels) -> Versions {
     let key = ctx.policy.version_label.as_str();
     let mut found = Versions::default();
     let mut canaries = BTreeSet::new();
-    for deployment in ctx.snapshot.deployments_selected(service.namespace(), selector) {
+    for deployment in ctx.snapshot.deployments_selected(namespace, selector) {
         let Some(labels) = deployment.deployment().map(|d| &d.template.metadata.labels) else { continue };
         let Some(version) = labels.get(key).filter(|v| is_dns1123_label(v)) else { continue };
         found.versions.insert(version.clone());
@@ -180,20 +197,9 @@ fn owned_by_user(ctx: Context<'_>, kind: Kind, namespace: &str, name: &str) -> b
     ctx.snapshot.get(&key).is_some_and(|e| !e.is_managed())
 }
 
-/// The host a DestinationRule names, qualified in its namespace.
-fn rule_host(ctx: Context<'_>, rule: &Entry) -> Option<String> {
-    let qualify =
-        |host: &str| (!host.is_empty()).then(|| hosts::qualify(host, rule.namespace(), ctx.snapshot.domain()));
-    match rule.destination_rule() {
-        Some(spec) => qualify(&spec.host),
-        None => qualify(rule.raw().pointer("/spec/host").and_then(Value::as_str)?),
-    }
-}
-
 /// The subset names of a DestinationRule, as written.
 fn subset_names(rule: &Value) -> impl Iterator<Item = &str> {
-    let subsets = rule.pointer("/spec/subsets").and_then(Value::as_array);
-    subsets.into_iter().flatten().filter_map(|s| s.get("name").and_then(Value::as_str))
+    raw_subsets(rule).into_iter().filter_map(raw_subset_name)
 }
 
 fn subset(key: &str, version: &str) -> Value {
@@ -213,7 +219,7 @@ fn destination_rule(ctx: Context<'_>, service: &Object, versions: &BTreeSet<Stri
         if rule.is_managed() {
             continue;
         }
-        if let Some(pattern) = rule_host(ctx, rule)
+        if let Some(pattern) = rule.rule_host(ctx.snapshot.domain())
             && hosts::covers(&pattern, &host)
         {
             user_rules.push((rule, pattern == host));

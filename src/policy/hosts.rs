@@ -15,6 +15,13 @@ pub fn qualify(host: &str, namespace: &str, domain: &str) -> String {
     out
 }
 
+/// The host a DestinationRule names (`spec.host` of its JSON), qualified in
+/// its namespace; `None` when empty or missing.
+pub fn rule_host(rule: &crate::model::Object, domain: &str) -> Option<String> {
+    let host = rule.raw.pointer("/spec/host").and_then(serde_json::Value::as_str).filter(|h| !h.is_empty())?;
+    Some(qualify(host, rule.namespace(), domain))
+}
+
 /// The FQDN of Service `name` in `namespace`.
 pub fn service_host(name: &str, namespace: &str, domain: &str) -> String {
     format!("{name}.{namespace}.svc.{domain}")

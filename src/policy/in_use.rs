@@ -3,7 +3,7 @@
 use crate::model::{FieldPath, Kind, Labels, Object, Spec, selects};
 
 use super::snapshot::Entry;
-use super::subsets::{destination_uses, kind_name, route_name};
+use super::subsets::{kind_name, route_name};
 use super::{Code, Context, Finding, hosts};
 
 /// Errors when deleting `old` would leave a route with weight > 0 and no backend.
@@ -95,7 +95,7 @@ fn live_references(
     let mut out = Vec::new();
     match route.spec() {
         Some(Spec::VirtualService(vs)) => {
-            for used in destination_uses(vs) {
+            for used in vs.uses() {
                 let dest = used.destination;
                 let Some(weight) = used.weight else { continue };
                 if weight <= 0 || hosts::qualify(&dest.host, from, domain) != host {
@@ -113,7 +113,7 @@ fn live_references(
                         continue;
                     }
                 }
-                out.push((used.path, weight));
+                out.push((used.path(), weight));
             }
         }
         Some(Spec::HttpRoute(spec)) => {

@@ -23,7 +23,7 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
     // Resolving DestinationRules is the costly lookup, and a traffic split names the same host
     // several times: resolve each host that is used with a subset once, up front.
     let mut subset_hosts: Vec<String> = Vec::new();
-    for dest in destinations(spec) {
+    for dest in spec.uses().map(|u| u.destination) {
         if !dest.host.is_empty() && dest.subset.as_deref().is_some_and(|s| !s.is_empty()) {
             let host = hosts::qualify(&dest.host, &key.namespace, domain);
             if !subset_hosts.contains(&host) {
@@ -65,16 +65,6 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
         }
     }
     check.out
-}
-
-/// Every route and mirror destination of a VirtualService.
-fn destinations(spec: &VirtualServiceSpec) -> impl Iterator<Item = &Destination> {
-    let http = spec.http.iter().flat_map(|r| {
-        let routes = r.route.iter().filter_map(|d| d.destination.as_ref());
-        routes.chain(r.mirror.iter()).chain(r.mirrors.iter().filter_map(|m| m.destination.as_ref()))
-    });
-    let l4 = spec.tcp.iter().chain(spec.tls.iter()).flat_map(|r| r.route.iter().filter_map(|d| d.destination.as_ref()));
-    http.chain(l4)
 }
 
 /// A host and the DestinationRules each set of clients the route reaches sees

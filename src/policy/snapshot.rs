@@ -156,6 +156,16 @@ impl Entry {
         }
     }
 
+    /// The host a DestinationRule names, qualified in its namespace (read from
+    /// its JSON when its spec has the wrong shape); `None` when empty.
+    pub fn rule_host(&self, domain: &str) -> Option<String> {
+        match self.destination_rule() {
+            Some(spec) if spec.host.is_empty() => None,
+            Some(spec) => Some(hosts::qualify(&spec.host, self.namespace(), domain)),
+            None => hosts::rule_host(&self.object(), domain),
+        }
+    }
+
     /// The Deployment spec, if this is a readable Deployment.
     pub fn deployment(&self) -> Option<&DeploymentSpec> {
         match self.spec() {
@@ -608,13 +618,7 @@ fn update(map: &mut HashMap<String, Keys>, host: String, entry: &Entry, add: boo
 
 /// Every destination and mirror host a VirtualService names, as written.
 pub fn virtual_service_hosts(vs: &VirtualServiceSpec) -> impl Iterator<Item = &str> {
-    let http = vs.http.iter().flat_map(|r| {
-        let routes = r.route.iter().filter_map(|d| d.destination.as_ref());
-        let mirrors = r.mirror.iter().chain(r.mirrors.iter().filter_map(|m| m.destination.as_ref()));
-        routes.chain(mirrors)
-    });
-    let l4 = vs.tcp.iter().chain(vs.tls.iter()).flat_map(|r| r.route.iter().filter_map(|d| d.destination.as_ref()));
-    http.chain(l4).map(|d| d.host.as_str()).filter(|h| !h.is_empty())
+    vs.uses().map(|u| u.destination.host.as_str()).filter(|h| !h.is_empty())
 }
 
 /// Every backendRef an HTTPRoute names: rule backends and mirror targets.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::istio::{Destination, DestinationRuleSpec, VirtualServiceSpec};
+use crate::model::istio::{DestinationRuleSpec, Use};
 use crate::model::{FieldPath, Kind, Labels, Object, ObjectKey, Spec, selects};
 
 use super::snapshot::RuleChange;
@@ -147,7 +147,7 @@ pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> V
         for route in ctx.snapshot.routes_to(host) {
             let Some(Spec::VirtualService(vs)) = route.spec() else { continue };
             let from = route.namespace();
-            for used in destination_uses(vs) {
+            for used in vs.uses() {
                 let Some(subset) = used.destination.subset.as_deref() else { continue };
                 if !removed.contains(subset) || hosts::qualify(&used.destination.host, from, domain) != host {
                     continue;
@@ -167,8 +167,8 @@ pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> V
                              move that traffic off {subset:?} first",
                             kind_name(route.kind()),
                             route_name(route.key()),
-                            used.verb(),
-                            used.path,
+                            use_verb(&used),
+                            used.path(),
                         ),
                     ));
                 }
@@ -178,52 +178,12 @@ pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> V
     findings
 }
 
-/// One place a VirtualService sends traffic to.
-#[derive(Debug, Clone)]
-pub struct Use<'a> {
-    pub path: FieldPath,
-    pub destination: &'a Destination,
-    /// The effective weight; `None` for a mirror (a copy, not live traffic).
-    pub weight: Option<i64>,
-}
-
-impl Use<'_> {
-    /// `routes weight 20 to it` / `mirrors traffic to it`.
-    pub fn verb(&self) -> String {
-        match self.weight {
-            Some(w) => format!("routes weight {w} to it"),
-            None => "mirrors traffic to it".to_string(),
-        }
+/// `routes weight 20 to it` / `mirrors traffic to it`.
+pub fn use_verb(used: &Use<'_>) -> String {
+    match used.weight {
+        Some(w) => format!("routes weight {w} to it"),
+        None => "mirrors traffic to it".to_string(),
     }
-}
-
-/// Every destination and mirror of a VirtualService, with its path and weight.
-pub fn destination_uses(vs: &VirtualServiceSpec) -> Vec<Use<'_>> {
-    let spec = FieldPath::new("spec");
-    let mut out = Vec::new();
-    let http = vs.http.iter().enumerate().map(|(i, r)| (spec.key("http").index(i), &r.route, Some(r)));
-    let tcp = vs.tcp.iter().enumerate().map(|(i, r)| (spec.key("tcp").index(i), &r.route, None));
-    let tls = vs.tls.iter().enumerate().map(|(i, r)| (spec.key("tls").index(i), &r.route, None));
-    for (at, dests, http_route) in http.chain(tcp).chain(tls) {
-        for (j, d) in dests.iter().enumerate() {
-            if let Some(destination) = &d.destination {
-                // A lone destination takes all traffic whatever its weight says.
-                let weight = if dests.len() == 1 { 100 } else { d.weight.unwrap_or(0) };
-                out.push(Use { path: at.key("route").index(j), destination, weight: Some(weight) });
-            }
-        }
-        if let Some(route) = http_route {
-            if let Some(destination) = &route.mirror {
-                out.push(Use { path: at.key("mirror"), destination, weight: None });
-            }
-            for (j, m) in route.mirrors.iter().enumerate() {
-                if let Some(destination) = &m.destination {
-                    out.push(Use { path: at.key("mirrors").index(j), destination, weight: None });
-                }
-            }
-        }
-    }
-    out
 }
 
 /// `virtualservice` / `httproute`, as messages name kinds.

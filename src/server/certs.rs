@@ -192,76 +192,8 @@ pub fn read(path: &Path) -> Result<Vec<u8>, CertError> {
 /// A certificate's `notAfter`, in seconds since the Unix epoch; `None` when
 /// the DER is not an X.509 certificate.
 pub fn not_after(der: &[u8]) -> Option<i64> {
-    let (cert, _) = expect(der, 0x30)?;
-    let (tbs, _) = expect(cert, 0x30)?;
-    let mut rest = tbs;
-    // version [0] EXPLICIT, optional
-    if let Some((0xa0, _, after)) = tlv(rest) {
-        rest = after;
-    }
-    let (_serial, rest) = expect(rest, 0x02)?;
-    let (_signature, rest) = expect(rest, 0x30)?;
-    let (_issuer, rest) = expect(rest, 0x30)?;
-    let (validity, _) = expect(rest, 0x30)?;
-    let (_, _not_before, rest) = tlv(validity)?;
-    let (tag, not_after, _) = tlv(rest)?;
-    asn1_time(tag, not_after)
-}
-
-/// One DER tag-length-value: the tag, the contents and what follows.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at_checked(n)?;
-        (bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), rest)
-    };
-    let (contents, rest) = rest.split_at_checked(len)?;
-    Some((tag, contents, rest))
-}
-
-fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    match tlv(input)? {
-        (found, contents, rest) if found == tag => Some((contents, rest)),
-        _ => None,
-    }
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) to Unix seconds.
-fn asn1_time(tag: u8, text: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
-    let num = |s: &str| s.parse::<i64>().ok();
-    let (year, rest) = match (tag, text.len()) {
-        (0x17, 12) => {
-            let yy = num(text.get(..2)?)?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
-        }
-        (0x18, 14) => (num(text.get(..4)?)?, text.get(4..)?),
-        _ => return None,
-    };
-    let field = |i: usize| rest.get(i..i + 2).and_then(num);
-    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 #[cfg(test)]
