@@ -1,8 +1,8 @@
 //! Admission: an `admission.k8s.io/v1` AdmissionReview in, an AdmissionReview out.
 //!
 //! [`decode`] reads the request body, [`decide`] asks the policy
-//! [`Engine`](crate::policy::Engine) about the change against one consistent
-//! [`Snapshot`](crate::policy::Snapshot) from a [`SnapshotSource`] (pure and
+//! [`Engine`] about the change against one consistent
+//! [`Snapshot`] from a [`SnapshotSource`] (pure and
 //! synchronous: [`Admission::decide`]), a refusal may get the source's
 //! [`SecondLook`] (live mode re-reads what the watch has not delivered yet:
 //! [`Admission::second_look`], the only step that waits), and [`encode`]

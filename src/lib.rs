@@ -1,7 +1,18 @@
 //! routeguard: keeps Istio and Gateway API traffic routing safe.
 //!
-//! Layers point one way: [`model`] (objects) -> [`policy`] (pure rules over a
-//! [`policy::Snapshot`]) -> admission and the offline [`check`] command.
+//! Layers point one way (`tests/layers.rs` keeps them so): [`model`]
+//! (objects) -> [`manifest`] (files to objects) and [`policy`] (pure rules
+//! over a [`policy::Snapshot`]) -> [`files`] (the desired state of manifest
+//! files) -> [`admission`] (decode, decide, encode), with [`cluster`] beside it
+//! (the live index and controller) -> [`server`] (HTTPS) -> [`check`],
+//! [`serve`] and [`cli`] -> the binary.
+//!
+//! The library's API, for the binary, the tests, benchmarks and embedders:
+//! [`policy::Engine`] with [`policy::Snapshot`] and [`policy::Change`] (judge,
+//! mutate, generate), [`model::Object`], [`manifest::load_paths`],
+//! [`files::desired`], [`check::check`], [`admission::Admission`] over a
+//! [`admission::SnapshotSource`], [`server::serve_with`], [`cluster::live::Live`]
+//! and [`serve::run`].
 
 pub mod admission;
 pub mod check;

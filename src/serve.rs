@@ -1,7 +1,7 @@
 //! `routeguard serve` assembled from the command line: logging, the runtime,
 //! the policy, the snapshot source (manifest files, or the live cluster), the
 //! certificates (generated when none are given), SIGTERM; then
-//! [`server::serve_with`] runs until shutdown.
+//! [`crate::server::serve_with`] runs until shutdown.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -138,7 +138,7 @@ struct Versions {
 }
 
 /// The versions that back a Service: those its Deployments give (see
-/// [`versions`]), which generation makes subsets and Services for, and the
+/// `versions`), which generation makes subsets and Services for, and the
 /// controller keeps. Deployments whose spec cannot be read give none: the API
 /// server only stores readable ones, so only a hand-written file has such a
 /// Deployment, and `check` reports it (RG100).

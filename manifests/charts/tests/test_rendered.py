@@ -52,7 +52,6 @@ DEFAULTS = {
     "https_port": 8443,
     "host_network": False,
     "service_monitor": False,
-    "watch_crds": True,
 }
 PLACEHOLDER_CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tClRFU1QKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
 EXPECT = {
@@ -75,7 +74,6 @@ EXPECT = {
         "priority": "routeguard-critical",
         "generator": False,
         "service_monitor": True,
-        "watch_crds": False,
     },
     "host-network-values.yaml": {
         "replicas": 1,
@@ -598,19 +596,12 @@ def expected_permissions(e) -> dict:
             for g, r in [("", "services"), ("networking.istio.io", "destinationrules")]:
                 for v in ("create", "update", "patch", "delete"):
                     out[(scope, g, r, v)] = ()
-            for g in ("", "events.k8s.io"):
-                for v in ("create", "patch"):
-                    out[(scope, g, "events", v)] = ()
+            for v in ("create", "patch"):
+                out[(scope, "events.k8s.io", "events", v)] = ()
     for r in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         for v in ("get", "patch"):
             out[("cluster", "admissionregistration.k8s.io", r, v)] = (RELEASE,)
-    if e["watch_crds"]:
-        for v in read:
-            out[("cluster", "apiextensions.k8s.io", "customresourcedefinitions", v)] = ()
     own = NAMESPACE
-    for g in ("", "events.k8s.io"):
-        for v in ("create", "patch"):
-            out[(own, g, "events", v)] = ()
     if e["generator"]:
         for v in ("get", "update", "patch"):
             out[(own, "coordination.k8s.io", "leases", v)] = (e["lease"],)
@@ -641,7 +632,7 @@ def test_rbac_with_watch_namespaces_uses_roles():
     docs = render("selectors-values.yaml")
     cluster_role = one(docs, "ClusterRole", RELEASE)
     resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
-    assert resources == {"mutatingwebhookconfigurations", "validatingwebhookconfigurations", "customresourcedefinitions"}
+    assert resources == {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
     for ns in ("shop", "payments"):
         one(docs, "Role", RELEASE, ns)
         one(docs, "RoleBinding", RELEASE, ns)

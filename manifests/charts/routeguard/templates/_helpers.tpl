@@ -210,8 +210,8 @@ cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "r
 - apiGroups: ["networking.istio.io"]
   resources: ["destinationrules"]
   verbs: ["create", "update", "patch", "delete"]
-# Events on the objects it creates or cannot create.
-- apiGroups: ["", "events.k8s.io"]
+# Events on the objects it creates or cannot create (kube's recorder writes events.k8s.io/v1).
+- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
