@@ -24,7 +24,8 @@
 //! - [`ca`] (pure) and [`selftls`]: the self-managed CA and serving
 //!   certificate in a Secret, and the CA bundle of the webhook configurations.
 //! - [`metrics`]: objects per kind, sync state, reconcile and lease counters.
-//! - [`live`]: all of the above started together, for the server.
+//! - [`live`]: all of the above started together, for the server, under one
+//!   [`Supervisor`](crate::supervisor::Supervisor) (a task that ends is a death).
 //!
 //! # RBAC the binary needs
 //!

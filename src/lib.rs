@@ -11,3 +11,4 @@ pub mod manifest;
 pub mod model;
 pub mod policy;
 pub mod server;
+pub mod supervisor;

@@ -8,6 +8,11 @@
 //! ([`reload`]). With `--source=cluster`, [`serve_with`] also gets the live
 //! [`crate::cluster`] index (readiness, re-reads, metrics) and, with
 //! `--tls-secret`, the certificate kept in a Secret.
+//!
+//! Every background task runs under one [`Supervisor`](crate::supervisor::Supervisor): when one ends or
+//! panics, `/readyz` answers 503, the server drains as on SIGTERM and
+//! [`serve_with`] returns [`ServeError::TaskDied`], so the process exits
+//! non-zero and Kubernetes restarts it.
 
 pub mod accept;
 pub mod app;
@@ -35,6 +40,7 @@ use crate::cluster::ca::Bundle;
 use crate::cluster::live::{Live as Cluster, LiveSettings};
 use crate::cluster::selftls::{SelfTls, SelfTlsSettings};
 use crate::policy::Engine;
+use crate::supervisor::{Reason, Task};
 
 use self::accept::TlsOnly;
 use self::app::AppState;
@@ -83,6 +89,10 @@ pub struct ClusterParts {
     /// With `--tls-secret`: the certificate to serve, updated on renewal
     /// (instead of reading and polling `Settings::tls`).
     pub certificate: Option<tokio::sync::watch::Receiver<Bundle>>,
+    /// More background tasks to run under the server's supervisor (the
+    /// self-managed TLS renewal; tests inject one that dies). Like every
+    /// supervised task, none is expected to end while the server runs.
+    pub tasks: Vec<Task>,
 }
 
 /// How often the TLS Secret is re-read and the webhooks' CA bundle checked.
@@ -108,6 +118,9 @@ pub enum ServeError {
     },
     #[error("the HTTPS server stopped: {0}")]
     Stopped(String),
+    /// A background task ended or panicked; the server drained and stopped.
+    #[error("background task {task:?} died ({reason}); exiting so that Kubernetes restarts the replica")]
+    TaskDied { task: String, reason: Reason },
 }
 
 /// Runs `routeguard serve` until SIGTERM or SIGINT, then drains and returns.
@@ -155,6 +168,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     let policy = check::load_policy(args.policy.as_deref())?;
     let engine = Engine::new(policy);
     let client = cluster::connect().await?;
+    let mut tasks = Vec::new();
     let (tls, certificate) = if args.tls_secret.is_empty() {
         (tls_files(args)?, None)
     } else {
@@ -174,7 +188,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
             .await
             .with_context(|| format!("cannot set up the TLS secret {}/{}", args.service_namespace, args.tls_secret))?;
         let (updates, certificate) = tokio::sync::watch::channel(bundle.clone());
-        tokio::spawn(manager.run(bundle, updates));
+        tasks.push(Task::new("self-managed TLS", manager.run(bundle, updates)));
         let name = |file: &str| PathBuf::from(format!("secret {}/{} {file}", args.service_namespace, args.tls_secret));
         (KeyPairFiles { cert: name("tls.crt"), key: name("tls.key") }, Some(certificate))
     };
@@ -185,7 +199,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     let cluster = Arc::new(Cluster::start(client, Arc::new(engine.clone()), live));
     let admission = Admission::new(engine, cluster.source());
     let settings = Settings::from_args(args, admission, tls);
-    Ok((settings, ClusterParts { cluster: Some(cluster), certificate }))
+    Ok((settings, ClusterParts { cluster: Some(cluster), certificate, tasks }))
 }
 
 /// The certificate files given, or generated into `--cert-dir`.
@@ -239,6 +253,11 @@ pub async fn serve(
 /// [`serve`] with live cluster mode's parts: `/readyz` waits for the index's
 /// first sync, refusals for missing objects are re-read, the certificate may
 /// come from a Secret, and the Lease is released when shutdown starts.
+///
+/// The certificate reload, `parts.tasks` and live mode's tasks run under one
+/// [`Supervisor`](crate::supervisor::Supervisor) (live mode's own, else a new one). The first that dies is
+/// logged at error level, `/readyz` turns 503, the server drains as for
+/// `shutdown` and returns [`ServeError::TaskDied`].
 pub async fn serve_with(
     settings: Settings,
     parts: ClusterParts,
@@ -288,22 +307,25 @@ pub async fn serve_with(
         let _ = admin_stopped.await;
     });
     let admin = tokio::spawn(admin.into_future());
-    let reloader = match parts.certificate {
-        Some(certificate) => tokio::spawn(reload::follow(certificate, settings.tls.clone(), resolver, metrics.clone())),
-        None => tokio::spawn(reload::poll(
-            settings.tls.clone(),
-            resolver,
-            loaded,
-            settings.reload_interval,
-            metrics.clone(),
-        )),
+    let supervisor = parts.cluster.as_ref().map(|c| c.supervisor().clone()).unwrap_or_default();
+    match parts.certificate {
+        Some(certificate) => supervisor
+            .spawn("certificate reload", reload::follow(certificate, settings.tls.clone(), resolver, metrics.clone())),
+        None => supervisor.spawn(
+            "certificate reload",
+            reload::poll(settings.tls.clone(), resolver, loaded, settings.reload_interval, metrics.clone()),
+        ),
     };
+    for task in parts.tasks {
+        supervisor.spawn_task(task);
+    }
     on_bound(bound);
 
-    tokio::select! {
-        () = shutdown => {}
+    let died = tokio::select! {
+        () = shutdown => None,
+        death = supervisor.died() => Some(death),
         stopped = &mut https => {
-            reloader.abort();
+            supervisor.stop();
             let _ = stop_admin.send(());
             let why = match stopped {
                 Ok(Ok(())) => "it returned".to_string(),
@@ -312,6 +334,16 @@ pub async fn serve_with(
             };
             return Err(ServeError::Stopped(why));
         }
+    };
+    // A dead task leaves a half-alive replica (a frozen index, a certificate
+    // never renewed): stop taking traffic now, drain what is in flight as on
+    // SIGTERM, and exit non-zero so Kubernetes restarts it.
+    if let Some(death) = &died {
+        tracing::error!(
+            task = %death.task,
+            reason = %death.reason,
+            "background task died: /readyz answers 503; draining, then exiting non-zero"
+        );
     }
     state.readiness.drain();
     tracing::info!(
@@ -332,14 +364,17 @@ pub async fn serve_with(
     );
     handle.graceful_shutdown(Some(settings.drain_timeout));
     let served = https.await;
-    reloader.abort();
+    supervisor.stop();
     let _ = stop_admin.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
     match served {
-        Ok(Ok(())) => {
-            tracing::info!("stopped");
-            Ok(())
-        }
+        Ok(Ok(())) => match died {
+            Some(death) => Err(ServeError::TaskDied { task: death.task, reason: death.reason }),
+            None => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+        },
         Ok(Err(e)) => Err(ServeError::Stopped(e.to_string())),
         Err(e) => Err(ServeError::Stopped(e.to_string())),
     }

@@ -297,12 +297,3 @@ async fn debounce(publishes: &mut channel::Receiver<u64>, settings: ControllerSe
         }
     }
 }
-
-/// Drives a controller from an index: the entry point for live mode.
-pub fn spawn(
-    controller: Controller,
-    publishes: channel::Receiver<u64>,
-    settings: ControllerSettings,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(controller.run(publishes, settings))
-}

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
 use crate::admission::SnapshotSource;
 use crate::model::Kind;
 use crate::policy::{Engine, Snapshot};
+use crate::supervisor::Supervisor;
 
-use super::controller::{self, Controller, ControllerSettings};
+use super::controller::{Controller, ControllerSettings};
 use super::lease::{self, Timing};
 use super::metrics::ClusterStatus;
 use super::reread::{REREAD_TIMEOUT, Rereader};
@@ -62,7 +63,9 @@ pub struct Live {
     rereader: Rereader,
     generate: bool,
     lease: Option<(Api<Lease>, String, String)>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Election and controller, stopped on purpose at shutdown (the index keeps serving admission).
+    tasks: Mutex<Vec<AbortHandle>>,
+    supervisor: Supervisor,
 }
 
 impl Drop for Live {
@@ -73,12 +76,16 @@ impl Drop for Live {
 
 impl Live {
     /// Starts watching (and, with `generate`, electing and reconciling). Must run inside a Tokio runtime.
+    ///
+    /// Every task runs under a new [`Supervisor`] ([`Live::supervisor`]):
+    /// the watchers and index writer, `leader election`, `generator controller`.
     pub fn start(client: kube::Client, engine: Arc<Engine>, settings: LiveSettings) -> Live {
+        let supervisor = Supervisor::new();
         let status = Arc::new(ClusterStatus::new(&Kind::ALL));
         let empty = Snapshot::for_policy(engine.policy());
         let watch_settings =
             WatchSettings { namespaces: settings.namespaces.clone(), rediscover_every: settings.rediscover_every };
-        let index = watch::start(client.clone(), empty, watch_settings, status.clone());
+        let index = watch::start_under(client.clone(), empty, watch_settings, status.clone(), &supervisor);
         let rereader = Rereader::new(client.clone(), status.clone(), settings.reread_timeout);
         let mut tasks = Vec::new();
         let mut lease_api = None;
@@ -91,12 +98,19 @@ impl Live {
                 status.clone(),
                 settings.lease,
             );
-            tasks.push(tokio::spawn(election));
+            tasks.push(supervisor.spawn("leader election", election));
             lease_api = Some((api, settings.lease_name.clone(), settings.identity.clone()));
             let controller = Controller::new(client, engine, index.live.clone(), status, &settings.identity);
-            tasks.push(controller::spawn(controller, index.publishes.clone(), settings.controller));
+            let run = controller.run(index.publishes.clone(), settings.controller);
+            tasks.push(supervisor.spawn("generator controller", run));
         }
-        Live { index, rereader, generate: settings.generate, lease: lease_api, tasks: Mutex::new(tasks) }
+        Live { index, rereader, generate: settings.generate, lease: lease_api, tasks: Mutex::new(tasks), supervisor }
+    }
+
+    /// The supervisor of live mode's tasks; the server adds its own to it and
+    /// waits on [`Supervisor::died`].
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
     }
 
     /// The snapshot source admission judges against.
