@@ -19,7 +19,8 @@
 //! - [`reread`] and [`admit`]: before refusing for a missing subset, host or backend
 //!   (RG103, RG104, RG107), re-read the objects involved and judge again.
 //! - [`reconcile`] (pure) and [`controller`]: server-side apply of the
-//!   generated objects, pruning, Events.
+//!   generated objects, pruning, Events; [`retry`] (pure): per-object
+//!   backoff of failed writes and at most one Warning Event per window.
 //! - [`lease`]: leader election with a `coordination.k8s.io/v1` Lease.
 //! - [`ca`] (pure) and [`selftls`]: the self-managed CA and serving
 //!   certificate in a Secret, and the CA bundle of the webhook configurations.
@@ -79,6 +80,7 @@ pub mod live;
 pub mod metrics;
 pub mod reconcile;
 pub mod reread;
+pub mod retry;
 pub mod selftls;
 pub mod watch;
 

@@ -14,7 +14,7 @@ use crate::policy::{Engine, Snapshot};
 use crate::supervisor::Supervisor;
 
 use super::controller::{Controller, ControllerSettings};
-use super::lease::{self, Timing};
+use super::lease::{self, Leadership, Timing};
 use super::metrics::ClusterStatus;
 use super::reread::{REREAD_TIMEOUT, Rereader};
 use super::watch::{self, Index, WatchSettings};
@@ -63,6 +63,7 @@ pub struct Live {
     rereader: Rereader,
     generate: bool,
     lease: Option<(Api<Lease>, String, String)>,
+    leadership: Arc<Leadership>,
     /// Election and controller, stopped on purpose at shutdown (the index keeps serving admission).
     tasks: Mutex<Vec<AbortHandle>>,
     supervisor: Supervisor,
@@ -89,6 +90,7 @@ impl Live {
         let rereader = Rereader::new(client.clone(), status.clone(), settings.reread_timeout);
         let mut tasks = Vec::new();
         let mut lease_api = None;
+        let leadership = Arc::new(Leadership::default());
         if settings.generate {
             let api: Api<Lease> = Api::namespaced(client.clone(), &settings.lease_namespace);
             let election = lease::run(
@@ -96,15 +98,25 @@ impl Live {
                 settings.lease_name.clone(),
                 settings.identity.clone(),
                 status.clone(),
+                leadership.clone(),
                 settings.lease,
             );
             tasks.push(supervisor.spawn("leader election", election));
             lease_api = Some((api, settings.lease_name.clone(), settings.identity.clone()));
-            let controller = Controller::new(client, engine, index.live.clone(), status, &settings.identity);
+            let controller =
+                Controller::new(client, engine, index.live.clone(), status, leadership.clone(), &settings.identity);
             let run = controller.run(index.publishes.clone(), settings.controller);
             tasks.push(supervisor.spawn("generator controller", run));
         }
-        Live { index, rereader, generate: settings.generate, lease: lease_api, tasks: Mutex::new(tasks), supervisor }
+        Live {
+            index,
+            rereader,
+            generate: settings.generate,
+            lease: lease_api,
+            leadership,
+            tasks: Mutex::new(tasks),
+            supervisor,
+        }
     }
 
     /// The supervisor of live mode's tasks; the server adds its own to it and
@@ -133,6 +145,11 @@ impl Live {
         &self.rereader
     }
 
+    /// Whether this replica holds the Lease now, by its own clock.
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        &self.leadership
+    }
+
     /// True when the generator controller runs (some replica will create generated subsets).
     pub fn generates(&self) -> bool {
         self.generate
@@ -156,6 +173,7 @@ impl Live {
     /// Stops reconciling and gives the Lease up so another replica takes over at once.
     pub async fn shutdown(&self) {
         self.stop_tasks();
+        self.leadership.lost();
         if let Some((api, name, identity)) = &self.lease
             && self.index.status.is_leader()
         {

@@ -42,8 +42,9 @@ impl Recorded {
 #[derive(Debug, Clone)]
 pub struct Override {
     pub method: Method,
-    /// The request path must equal this.
+    /// The request path must equal this (or start with it, with `prefix`).
     pub path: String,
+    pub prefix: bool,
     /// The query must contain this.
     pub query_contains: String,
     pub status: u16,
@@ -59,6 +60,7 @@ impl Override {
         Override {
             method,
             path: path.to_string(),
+            prefix: false,
             query_contains: String::new(),
             status,
             reason: reason.to_string(),
@@ -74,6 +76,12 @@ impl Override {
 
     pub fn delay(mut self, delay: Duration) -> Override {
         self.delay = delay;
+        self
+    }
+
+    /// Matches every path that starts with `path`.
+    pub fn prefix(mut self) -> Override {
+        self.prefix = true;
         self
     }
 
@@ -344,10 +352,11 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
             content_type: content_type.clone(),
             body: body.clone(),
         });
-        let at = state
-            .overrides
-            .iter()
-            .position(|o| o.method == method && o.path == path && query.contains(&o.query_contains));
+        let at = state.overrides.iter().position(|o| {
+            o.method == method
+                && (o.path == path || (o.prefix && path.starts_with(&o.path)))
+                && query.contains(&o.query_contains)
+        });
         at.map(|i| {
             let o = state.overrides[i].clone();
             match o.times {
