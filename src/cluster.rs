@@ -41,7 +41,11 @@
 //! | `networking.istio.io` | `virtualservices`, `serviceentries` | get, list, watch |
 //! | `gateway.networking.k8s.io` | `httproutes`, `referencegrants` | get, list, watch |
 //! | `events.k8s.io` | `events` | create, patch |
-//! | `admissionregistration.k8s.io` | `mutatingwebhookconfigurations`, `validatingwebhookconfigurations` | get, patch (resourceNames: the `--mutating-webhook` and `--validating-webhook` names; only with `--tls-secret`) |
+//! | `admissionregistration.k8s.io` | `mutatingwebhookconfigurations`, `validatingwebhookconfigurations` | get, list, watch, patch (resourceNames: the `--mutating-webhook` and `--validating-webhook` names; only with `--tls-secret`) |
+//!
+//! `list` and `watch` of the webhook configurations are limited by
+//! resourceNames too: routeguard watches each with `fieldSelector
+//! metadata.name=<name>`, which RBAC matches against resourceNames.
 //!
 //! `create`, `patch` and `delete` on Services and DestinationRules are only
 //! needed with `--generate` (server-side apply of a new object needs both

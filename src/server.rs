@@ -95,7 +95,7 @@ pub struct ClusterParts {
     pub tasks: Vec<Task>,
 }
 
-/// How often the TLS Secret is re-read and the webhooks' CA bundle checked.
+/// How often the TLS Secret is re-read (the webhooks' CA bundle is watched, not polled).
 const TLS_SECRET_CHECK: Duration = Duration::from_secs(60);
 
 /// The addresses the server listens on (useful when the ports were 0).

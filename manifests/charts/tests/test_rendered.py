@@ -602,7 +602,7 @@ def expected_permissions(e) -> dict:
                 for v in ("create", "patch"):
                     out[(scope, g, "events", v)] = ()
     for r in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
-        for v in ("get", "patch"):
+        for v in ("get", "list", "watch", "patch"):
             out[("cluster", "admissionregistration.k8s.io", r, v)] = (RELEASE,)
     if e["watch_crds"]:
         for v in read:
