@@ -62,19 +62,18 @@ async fn readyz_fails_after(bound: &Bound, trigger: tokio::sync::oneshot::Sender
     }
 }
 
+/// Panics (a function returning `()`, so the task's future has a type).
+fn boom(why: &str) {
+    panic!("{why}");
+}
+
 async fn result(served: Served) -> Result<(), ServeError> {
     tokio::time::timeout(Duration::from_secs(10), served).await.expect("serve_with returns").expect("join")
 }
 
 #[tokio::test]
 async fn a_task_that_panics_fails_readyz_and_stops_the_server_with_an_error() {
-    let (bound, served, trigger) = dies_by(async {
-        let why = "the index writer's channel is gone";
-        if !why.is_empty() {
-            panic!("{why}");
-        }
-    })
-    .await;
+    let (bound, served, trigger) = dies_by(async { boom("the index writer's channel is gone") }).await;
     readyz_fails_after(&bound, trigger).await;
     match result(served).await {
         Err(ServeError::TaskDied { task, reason }) => {

@@ -43,6 +43,17 @@ use super::{ClusterError, FIELD_MANAGER, within};
 /// How long one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The webhooks of a configuration: each one's name and `clientConfig.caBundle`.
+type Webhooks = Vec<(String, Option<Vec<u8>>)>;
+
+fn mutating_hooks(config: MutatingWebhookConfiguration) -> Webhooks {
+    config.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0))).collect()
+}
+
+fn validating_hooks(config: ValidatingWebhookConfiguration) -> Webhooks {
+    config.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0))).collect()
+}
+
 /// Where the certificate lives and who trusts it.
 #[derive(Debug, Clone)]
 pub struct SelfTlsSettings {
@@ -191,22 +202,8 @@ impl SelfTls {
     /// Puts `ca_bundle` into every webhook of both configurations that lacks it.
     /// A configuration that does not exist (yet) is skipped.
     pub async fn patch_webhooks(&self, ca_bundle: &str) -> Result<usize, ClusterError> {
-        let mutating =
-            self.patch_config(&self.settings.mutating_webhook, ca_bundle, |c: MutatingWebhookConfiguration| {
-                c.webhooks
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-                    .collect()
-            });
-        let validating =
-            self.patch_config(&self.settings.validating_webhook, ca_bundle, |c: ValidatingWebhookConfiguration| {
-                c.webhooks
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-                    .collect()
-            });
+        let mutating = self.patch_config(&self.settings.mutating_webhook, ca_bundle, mutating_hooks);
+        let validating = self.patch_config(&self.settings.validating_webhook, ca_bundle, validating_hooks);
         Ok(mutating.await? + validating.await?)
     }
 
@@ -215,7 +212,7 @@ impl SelfTls {
         &self,
         name: &str,
         ca_bundle: &str,
-        webhooks: impl FnOnce(K) -> Vec<(String, Option<Vec<u8>>)>,
+        webhooks: impl FnOnce(K) -> Webhooks,
     ) -> Result<usize, ClusterError>
     where
         K: kube::Resource<Scope = kube::core::ClusterResourceScope>
@@ -330,23 +327,9 @@ impl SelfTls {
 
     /// The webhooks of both configurations each time a watch sees one
     /// (listed, added or modified), named by configuration.
-    fn watch_webhooks(&self) -> impl Stream<Item = (String, Vec<(String, Option<Vec<u8>>)>)> + Send + 'static {
-        let mutating =
-            watch_one::<MutatingWebhookConfiguration>(self.client.clone(), &self.settings.mutating_webhook, |c| {
-                c.webhooks
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-                    .collect()
-            });
-        let validating =
-            watch_one::<ValidatingWebhookConfiguration>(self.client.clone(), &self.settings.validating_webhook, |c| {
-                c.webhooks
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-                    .collect()
-            });
+    fn watch_webhooks(&self) -> impl Stream<Item = (String, Webhooks)> + Send + 'static {
+        let mutating = watch_one(self.client.clone(), &self.settings.mutating_webhook, mutating_hooks);
+        let validating = watch_one(self.client.clone(), &self.settings.validating_webhook, validating_hooks);
         futures::stream::select(mutating, validating)
     }
 }
@@ -356,8 +339,8 @@ impl SelfTls {
 fn watch_one<K>(
     client: kube::Client,
     name: &str,
-    webhooks: fn(K) -> Vec<(String, Option<Vec<u8>>)>,
-) -> futures::stream::BoxStream<'static, (String, Vec<(String, Option<Vec<u8>>)>)>
+    webhooks: fn(K) -> Webhooks,
+) -> futures::stream::BoxStream<'static, (String, Webhooks)>
 where
     K: kube::Resource<Scope = kube::core::ClusterResourceScope>
         + Clone
