@@ -19,12 +19,14 @@
 //! - [`reread`] and [`admit`]: before refusing for a missing subset, host or backend
 //!   (RG103, RG104, RG107), re-read the objects involved and judge again.
 //! - [`reconcile`] (pure) and [`controller`]: server-side apply of the
-//!   generated objects, pruning, Events.
+//!   generated objects, pruning, Events; [`retry`] (pure): per-object
+//!   backoff of failed writes and at most one Warning Event per window.
 //! - [`lease`]: leader election with a `coordination.k8s.io/v1` Lease.
 //! - [`ca`] (pure) and [`selftls`]: the self-managed CA and serving
 //!   certificate in a Secret, and the CA bundle of the webhook configurations.
 //! - [`metrics`]: objects per kind, sync state, reconcile and lease counters.
-//! - [`live`]: all of the above started together, for the server.
+//! - [`live`]: all of the above started together, for the server, under one
+//!   [`Supervisor`](crate::supervisor::Supervisor) (a task that ends is a death).
 //!
 //! # RBAC the binary needs
 //!
@@ -39,7 +41,11 @@
 //! | `networking.istio.io` | `virtualservices`, `serviceentries` | get, list, watch |
 //! | `gateway.networking.k8s.io` | `httproutes`, `referencegrants` | get, list, watch |
 //! | `events.k8s.io` | `events` | create, patch |
-//! | `admissionregistration.k8s.io` | `mutatingwebhookconfigurations`, `validatingwebhookconfigurations` | get, patch (resourceNames: the `--mutating-webhook` and `--validating-webhook` names; only with `--tls-secret`) |
+//! | `admissionregistration.k8s.io` | `mutatingwebhookconfigurations`, `validatingwebhookconfigurations` | get, list, watch, patch (resourceNames: the `--mutating-webhook` and `--validating-webhook` names; only with `--tls-secret`) |
+//!
+//! `list` and `watch` of the webhook configurations are limited by
+//! resourceNames too: routeguard watches each with `fieldSelector
+//! metadata.name=<name>`, which RBAC matches against resourceNames.
 //!
 //! `create`, `patch` and `delete` on Services and DestinationRules are only
 //! needed with `--generate` (server-side apply of a new object needs both
@@ -78,6 +84,7 @@ pub mod live;
 pub mod metrics;
 pub mod reconcile;
 pub mod reread;
+pub mod retry;
 pub mod selftls;
 pub mod watch;
 

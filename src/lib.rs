@@ -24,3 +24,4 @@ pub mod model;
 pub mod policy;
 pub mod serve;
 pub mod server;
+pub mod supervisor;

@@ -18,8 +18,9 @@ use crate::files;
 use crate::policy::Engine;
 use crate::server::tls::{self, KeyPairFiles};
 use crate::server::{ClusterParts, Settings, certs, logging, memory, serve_with, shutdown_signal};
+use crate::supervisor::Task;
 
-/// How often the TLS Secret is re-read and the webhooks' CA bundle checked.
+/// How often the TLS Secret is re-read (the webhooks' CA bundle is watched, not polled).
 const TLS_SECRET_CHECK: Duration = Duration::from_secs(60);
 
 /// Runs `routeguard serve` until SIGTERM or SIGINT, then drains and returns.
@@ -70,6 +71,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     let policy = files::load_policy(args.policy.as_deref())?;
     let engine = Engine::new(policy);
     let client = cluster::connect().await?;
+    let mut tasks = Vec::new();
     let (tls, certificate) = if args.tls_secret.is_empty() {
         (tls_files(args)?, None)
     } else {
@@ -89,7 +91,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
             .await
             .with_context(|| format!("cannot set up the TLS secret {}/{}", args.service_namespace, args.tls_secret))?;
         let (updates, certificate) = tokio::sync::watch::channel(bundle.clone());
-        tokio::spawn(manager.run(bundle, updates));
+        tasks.push(Task::new("self-managed TLS", manager.run(bundle, updates)));
         let name = |file: &str| PathBuf::from(format!("secret {}/{} {file}", args.service_namespace, args.tls_secret));
         (KeyPairFiles { cert: name("tls.crt"), key: name("tls.key") }, Some(certificate))
     };
@@ -100,7 +102,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     let cluster = Arc::new(Cluster::start(client, Arc::new(engine.clone()), live));
     let admission = Admission::new(engine, cluster.source());
     let settings = server_settings(args, admission, tls);
-    Ok((settings, ClusterParts { cluster: Some(cluster), certificate }))
+    Ok((settings, ClusterParts { cluster: Some(cluster), certificate, tasks }))
 }
 
 /// The certificate files given, or generated into `--cert-dir`.

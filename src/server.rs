@@ -7,6 +7,11 @@
 //! ([`reload`]). With `--source=cluster`, [`serve_with`] also gets the live
 //! [`crate::cluster`] index (readiness, re-reads, metrics) and, with
 //! `--tls-secret`, the certificate kept in a Secret.
+//!
+//! Every background task runs under one [`Supervisor`](crate::supervisor::Supervisor): when one ends or
+//! panics, `/readyz` answers 503, the server drains as on SIGTERM and
+//! [`serve_with`] returns [`ServeError::TaskDied`], so the process exits
+//! non-zero and Kubernetes restarts it.
 
 pub mod accept;
 pub mod app;
@@ -28,6 +33,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use crate::admission::Admission;
 use crate::cluster::ca::Bundle;
 use crate::cluster::live::Live as Cluster;
+use crate::supervisor::{Reason, Task};
 
 use self::accept::TlsOnly;
 use self::app::AppState;
@@ -60,6 +66,10 @@ pub struct ClusterParts {
     /// With `--tls-secret`: the certificate to serve, updated on renewal
     /// (instead of reading and polling `Settings::tls`).
     pub certificate: Option<tokio::sync::watch::Receiver<Bundle>>,
+    /// More background tasks to run under the server's supervisor (the
+    /// self-managed TLS renewal; tests inject one that dies). Like every
+    /// supervised task, none is expected to end while the server runs.
+    pub tasks: Vec<Task>,
 }
 
 /// The addresses the server listens on (useful when the ports were 0).
@@ -82,6 +92,9 @@ pub enum ServeError {
     },
     #[error("the HTTPS server stopped: {0}")]
     Stopped(String),
+    /// A background task ended or panicked; the server drained and stopped.
+    #[error("background task {task:?} died ({reason}); exiting so that Kubernetes restarts the replica")]
+    TaskDied { task: String, reason: Reason },
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
@@ -117,6 +130,11 @@ pub async fn serve(
 /// [`serve`] with live cluster mode's parts: `/readyz` waits for the index's
 /// first sync, refusals for missing objects are re-read, the certificate may
 /// come from a Secret, and the Lease is released when shutdown starts.
+///
+/// The certificate reload, `parts.tasks` and live mode's tasks run under one
+/// [`Supervisor`](crate::supervisor::Supervisor) (live mode's own, else a new one). The first that dies is
+/// logged at error level, `/readyz` turns 503, the server drains as for
+/// `shutdown` and returns [`ServeError::TaskDied`].
 pub async fn serve_with(
     settings: Settings,
     parts: ClusterParts,
@@ -166,22 +184,25 @@ pub async fn serve_with(
         let _ = admin_stopped.await;
     });
     let admin = tokio::spawn(admin.into_future());
-    let reloader = match parts.certificate {
-        Some(certificate) => tokio::spawn(reload::follow(certificate, settings.tls.clone(), resolver, metrics.clone())),
-        None => tokio::spawn(reload::poll(
-            settings.tls.clone(),
-            resolver,
-            loaded,
-            settings.reload_interval,
-            metrics.clone(),
-        )),
+    let supervisor = parts.cluster.as_ref().map(|c| c.supervisor().clone()).unwrap_or_default();
+    match parts.certificate {
+        Some(certificate) => supervisor
+            .spawn("certificate reload", reload::follow(certificate, settings.tls.clone(), resolver, metrics.clone())),
+        None => supervisor.spawn(
+            "certificate reload",
+            reload::poll(settings.tls.clone(), resolver, loaded, settings.reload_interval, metrics.clone()),
+        ),
     };
+    for task in parts.tasks {
+        supervisor.spawn_task(task);
+    }
     on_bound(bound);
 
-    tokio::select! {
-        () = shutdown => {}
+    let died = tokio::select! {
+        () = shutdown => None,
+        death = supervisor.died() => Some(death),
         stopped = &mut https => {
-            reloader.abort();
+            supervisor.stop();
             let _ = stop_admin.send(());
             let why = match stopped {
                 Ok(Ok(())) => "it returned".to_string(),
@@ -190,6 +211,16 @@ pub async fn serve_with(
             };
             return Err(ServeError::Stopped(why));
         }
+    };
+    // A dead task leaves a half-alive replica (a frozen index, a certificate
+    // never renewed): stop taking traffic now, drain what is in flight as on
+    // SIGTERM, and exit non-zero so Kubernetes restarts it.
+    if let Some(death) = &died {
+        tracing::error!(
+            task = %death.task,
+            reason = %death.reason,
+            "background task died: /readyz answers 503; draining, then exiting non-zero"
+        );
     }
     state.readiness.drain();
     tracing::info!(
@@ -210,14 +241,17 @@ pub async fn serve_with(
     );
     handle.graceful_shutdown(Some(settings.drain_timeout));
     let served = https.await;
-    reloader.abort();
+    supervisor.stop();
     let _ = stop_admin.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
     match served {
-        Ok(Ok(())) => {
-            tracing::info!("stopped");
-            Ok(())
-        }
+        Ok(Ok(())) => match died {
+            Some(death) => Err(ServeError::TaskDied { task: death.task, reason: death.reason }),
+            None => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+        },
         Ok(Err(e)) => Err(ServeError::Stopped(e.to_string())),
         Err(e) => Err(ServeError::Stopped(e.to_string())),
     }

@@ -25,6 +25,7 @@ fn settings(identity: &str) -> LiveSettings {
         debounce: Duration::from_millis(50),
         max_delay: Duration::from_millis(200),
         resync: Duration::from_secs(2),
+        ..ControllerSettings::default()
     };
     settings.lease = Timing {
         duration: Duration::from_secs(2),
@@ -316,4 +317,146 @@ async fn an_opted_in_rule_gets_only_missing_subsets() {
     assert_eq!(rule["spec"]["trafficPolicy"]["tls"]["mode"], "ISTIO_MUTUAL", "the rest untouched");
     assert!(fake.get(&rules("shop"), "reviews").is_none(), "no managed rule next to the user's");
     assert!(!fake.writes().iter().any(|w| w.path.contains("/destinationrules/reviews")));
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/rg/leases";
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/rg/leases/routeguard";
+
+/// Requests about Events (create, or patch of a series).
+fn events(fake: &Fake) -> Vec<Recorded> {
+    fake.requests().into_iter().filter(|r| r.path.contains("/events")).collect()
+}
+
+fn metric(live: &Live, name: &str) -> u64 {
+    live.render_metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[tokio::test]
+async fn forbidden_writes_back_off_per_object_and_report_one_event_each() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
+    // RBAC lacks create/patch: every apply is 403.
+    let paths = [
+        "/apis/networking.istio.io/v1/namespaces/shop/destinationrules/reviews",
+        "/api/v1/namespaces/shop/services/reviews-v1",
+        "/api/v1/namespaces/shop/services/reviews-v2",
+    ];
+    for path in paths {
+        fake.add_override(Override::status(Method::PATCH, path, 403, "Forbidden"));
+    }
+    let live = start(&fake, "me");
+    assert!(fake.eventually(WAIT, || applies(&fake).len() >= 3).await, "first attempts");
+    let first_pass = metric(&live, "routeguard_cluster_reconciles_total");
+
+    // Watch events keep coming (an unrelated Service changing): a reconcile pass every ~200 ms.
+    let churn = Duration::from_secs(5);
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < churn {
+        n += 1;
+        let mut idle = service("idle", "noise", "idle");
+        idle["metadata"]["labels"] = json!({"n": n.to_string()});
+        fake.put(&services("noise"), idle);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let passes = metric(&live, "routeguard_cluster_reconciles_total") - first_pass;
+    assert!(passes >= 10, "only {passes} reconcile passes: the test needs many");
+
+    // 1 s, 2 s, 4 s (±20 %) after the first attempt: within ~5 s at most 4 tries per object, not one per pass.
+    for path in paths {
+        let tries = applies(&fake).iter().filter(|r| r.path == path).count();
+        assert!((2..=4).contains(&tries), "{path}: {tries} tries over {passes} passes");
+    }
+    // One Warning Event per object and reason, not one per try.
+    let events = events(&fake);
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let mut about: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!((e.method.as_str(), e.body["type"].as_str()), ("POST", Some("Warning")));
+            (e.body["regarding"]["name"].as_str().unwrap_or_default().to_string(), e.body["reason"].to_string())
+        })
+        .collect();
+    about.sort();
+    assert_eq!(
+        about,
+        [
+            ("reviews".to_string(), "\"GenerateFailed\"".to_string()),
+            ("reviews-v1".to_string(), "\"GenerateFailed\"".to_string()),
+            ("reviews-v2".to_string(), "\"GenerateFailed\"".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_leader_whose_renewals_fail_past_the_lease_duration_writes_nothing() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    let mut settings = settings("me");
+    // The flag stays up for 30 s of failed renewals; the Lease itself lasts 1 s.
+    settings.lease = Timing {
+        duration: Duration::from_secs(1),
+        renew_every: Duration::from_millis(200),
+        renew_deadline: Duration::from_secs(30),
+        retry_every: Duration::from_millis(200),
+    };
+    let live = Live::start(fake.client(), Arc::new(Engine::default()), settings);
+    assert!(fake.eventually(WAIT, || applies(&fake).len() >= 2).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The API server stops answering about the Lease.
+    fake.add_override(Override::status(Method::GET, LEASE, 500, "InternalError"));
+    fake.add_override(Override::status(Method::PUT, LEASE, 500, "InternalError"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(live.status().is_leader(), "within the renew deadline the replica still counts as leader");
+    assert!(!live.leadership().is_held(), "but the Lease has expired by its own clock");
+
+    // A new version would be generated now: nothing is written.
+    fake.clear_requests();
+    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let writes: Vec<Recorded> =
+        fake.requests().into_iter().filter(|r| r.method != "GET" && !r.path.starts_with(LEASES)).collect();
+    assert!(writes.is_empty(), "an expired leader wrote {writes:#?}");
+
+    // Renewals work again: it holds the Lease and catches up.
+    fake.clear_overrides();
+    assert!(fake.eventually(WAIT, || fake.get(&services("shop"), "reviews-v2").is_some()).await);
+}
+
+#[tokio::test]
+async fn a_leader_deposed_during_a_pass_makes_no_further_writes() {
+    let fake = Fake::start().await;
+    shop(&fake);
+    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
+    fake.put(&deployments("shop"), deployment("reviews-v3", "shop", "reviews", "v3"));
+    // The pass's first write (of four) takes 1.5 s.
+    fake.add_override(Override::status(Method::PATCH, "/", 0, "").prefix().delay(Duration::from_millis(1500)).times(1));
+    let live = start(&fake, "me");
+    assert!(fake.eventually(WAIT, || applies(&fake).len() == 1).await, "the first write is in flight");
+    assert!(live.leadership().is_held());
+
+    // Meanwhile another replica holds the Lease (and keeps renewing it).
+    let take_over = |fake: &Fake| {
+        let mut lease = fake.get(LEASES, "routeguard").expect("lease");
+        lease["spec"]["holderIdentity"] = json!("other");
+        lease["spec"]["renewTime"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+        fake.put(LEASES, lease);
+    };
+    take_over(&fake);
+    assert!(fake.eventually(WAIT, || !live.leadership().is_held()).await, "deposed");
+    let deposed = Instant::now();
+    while deposed.elapsed() < Duration::from_secs(3) {
+        take_over(&fake);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!live.status().is_leader());
+    // Only the write sent before the takeover; no Event for it, no other apply.
+    assert_eq!(applies(&fake).len(), 1, "{:#?}", applies(&fake));
+    assert!(events(&fake).is_empty(), "{:#?}", events(&fake));
+    assert!(!fake.requests().iter().any(|r| r.method == "DELETE"));
 }

@@ -33,9 +33,10 @@ fn review(subset: &str) -> Value {
             "uid": "u-7",
             "kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
             "resource": {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
-            "name": "reviews", "namespace": "shop", "operation": "CREATE", "userInfo": {"username": "dev"},
+            "name": format!("reviews-{subset}"), "namespace": "shop", "operation": "CREATE", "userInfo": {"username": "dev"},
+            // One object per subset: the re-read is rate-limited per object.
             "object": {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                       "metadata": {"name": "reviews", "namespace": "shop"},
+                       "metadata": {"name": format!("reviews-{subset}"), "namespace": "shop"},
                        "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": subset}}]}]}}
         }
     })
@@ -104,7 +105,7 @@ async fn serves_live_mode_end_to_end() {
         shutdown_delay: Duration::from_millis(100),
         drain_timeout: Duration::from_secs(2),
     };
-    let parts = ClusterParts { cluster: Some(cluster.clone()), certificate: Some(certificate) };
+    let parts = ClusterParts { cluster: Some(cluster.clone()), certificate: Some(certificate), tasks: Vec::new() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<Bound>();
     let server = tokio::spawn(serve_with(
@@ -119,6 +120,13 @@ async fn serves_live_mode_end_to_end() {
     ));
     let bound = bound_rx.await.expect("bound");
     let admin = format!("http://{}", bound.admin_addr);
+
+    // One supervisor watches live mode's tasks and the server's.
+    let running = cluster.supervisor().running();
+    for task in ["index writer", "watch Deployment", "watch HTTPRoute", "leader election", "generator controller"] {
+        assert!(running.iter().any(|r| r == task), "{task} not supervised: {running:?}");
+    }
+    assert!(running.iter().any(|r| r == "certificate reload"), "{running:?}");
 
     let readyz = || async { reqwest::get(format!("{admin}/readyz")).await.expect("readyz").status().as_u16() };
     tokio::time::sleep(Duration::from_millis(500)).await;

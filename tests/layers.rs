@@ -5,6 +5,8 @@
 //! model -> manifest, policy -> files -> admission, cluster -> server -> check, serve, cli -> main
 //! ```
 //!
+//! `supervisor` (named background tasks) depends on nothing of the crate.
+//!
 //! `manifest` (files to objects) and `policy` (the rules) both sit on the
 //! model and do not know each other; `files` puts them together for `check`
 //! and `serve`; `cluster` sits beside `admission` (it implements admission's
@@ -20,12 +22,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("policy", &["model"]),
     ("files", &["model", "manifest", "policy"]),
     ("admission", &["model", "policy"]),
-    ("cluster", &["model", "policy", "admission"]),
-    ("server", &["model", "policy", "admission", "cluster"]),
+    ("supervisor", &[]),
+    ("cluster", &["model", "policy", "admission", "supervisor"]),
+    ("server", &["model", "policy", "admission", "cluster", "supervisor"]),
     ("check", &["model", "manifest", "policy", "files"]),
     ("cli", &[]),
-    ("serve", &["model", "manifest", "policy", "files", "admission", "cluster", "server", "cli"]),
-    ("lib", &["model", "manifest", "policy", "files", "admission", "cluster", "server", "check", "cli", "serve"]),
+    ("serve", &["model", "manifest", "policy", "files", "admission", "cluster", "server", "supervisor", "cli"]),
+    (
+        "lib",
+        &[
+            "model",
+            "manifest",
+            "policy",
+            "files",
+            "admission",
+            "supervisor",
+            "cluster",
+            "server",
+            "check",
+            "cli",
+            "serve",
+        ],
+    ),
 ];
 
 /// The code of a source file without comments and without its test module
@@ -105,7 +123,19 @@ fn no_module_names_a_layer_above_it() {
         }
     }
     assert!(problems.is_empty(), "layers pointing the wrong way:\n{}", problems.join("\n"));
-    for module in ["model", "manifest", "policy", "files", "admission", "cluster", "server", "check", "cli", "serve"] {
+    for module in [
+        "model",
+        "manifest",
+        "policy",
+        "files",
+        "admission",
+        "supervisor",
+        "cluster",
+        "server",
+        "check",
+        "cli",
+        "serve",
+    ] {
         assert!(files.contains_key(module), "no files of module {module}: the table is stale");
     }
     assert_eq!(files.len(), ALLOWED.len(), "modules: {:?}", files.keys().collect::<Vec<_>>());

@@ -5,6 +5,14 @@
 //! for the objects routeguard owns), JSON Patches of opted-in
 //! DestinationRules, deletions with uid and resourceVersion preconditions,
 //! and an Event for each (or a Warning Event when it fails).
+//!
+//! - Leadership is checked right before every write (each action's request
+//!   and each Event), by [`Leadership::is_held`]: a pass may outlive the
+//!   Lease, and a replica that lost it must write nothing more.
+//! - A failed write is retried with a per-object exponential backoff with
+//!   jitter ([`Retries`]; 1 s doubling to 5 min), not on every pass, and at
+//!   most one Warning Event per object and reason is reported per window
+//!   (10 min), so a missing RBAC rule does not become an Event storm.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,8 +33,10 @@ use crate::policy::Engine;
 
 use super::index::LiveSnapshot;
 use super::kinds::Served;
+use super::lease::Leadership;
 use super::metrics::{ClusterStatus, KindState};
 use super::reconcile::{self, Action, Inputs};
+use super::retry::{self, Backoff, Retries};
 use super::{ClusterError, FIELD_MANAGER, within};
 
 /// How long one write may take.
@@ -41,8 +51,12 @@ pub struct ControllerSettings {
     pub debounce: Duration,
     /// The longest a reconcile waits for quiet.
     pub max_delay: Duration,
-    /// Reconcile at least this often (and retry failures no later than this).
+    /// Reconcile at least this often.
     pub resync: Duration,
+    /// How a failed write of one object is retried.
+    pub retry: Backoff,
+    /// At most one Warning Event per object and reason in this window.
+    pub event_window: Duration,
 }
 
 impl Default for ControllerSettings {
@@ -51,6 +65,8 @@ impl Default for ControllerSettings {
             debounce: Duration::from_millis(100),
             max_delay: Duration::from_millis(500),
             resync: Duration::from_secs(60),
+            retry: Backoff::default(),
+            event_window: Duration::from_secs(600),
         }
     }
 }
@@ -61,6 +77,10 @@ pub struct Outcome {
     pub applied: u64,
     pub pruned: u64,
     pub failed: u64,
+    /// Actions not tried in this pass: their object is backing off.
+    pub deferred: u64,
+    /// The pass stopped because the Lease was no longer held.
+    pub lost_lease: bool,
 }
 
 /// Carries out plans against the API server.
@@ -69,9 +89,12 @@ pub struct Controller {
     engine: Arc<Engine>,
     live: Arc<LiveSnapshot>,
     status: Arc<ClusterStatus>,
+    leadership: Arc<Leadership>,
     recorder: Recorder,
     /// Actions done lately, by object: (the action, when).
     recent: HashMap<ObjectKey, (Action, Instant)>,
+    /// Backoff of failed writes and the Warning Events reported, by object.
+    retries: Retries<ObjectKey>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -81,25 +104,46 @@ impl std::fmt::Debug for Controller {
 }
 
 impl Controller {
-    /// A controller reporting Events as `routeguard` from `identity`.
+    /// A controller reporting Events as `routeguard` from `identity`, writing
+    /// only while `leadership` is held. Failed writes back off with the
+    /// default [`ControllerSettings`] until [`Controller::run`] sets its own.
     pub fn new(
         client: kube::Client,
         engine: Arc<Engine>,
         live: Arc<LiveSnapshot>,
         status: Arc<ClusterStatus>,
+        leadership: Arc<Leadership>,
         identity: &str,
     ) -> Controller {
         let reporter = Reporter { controller: "routeguard".to_string(), instance: Some(identity.to_string()) };
         let recorder = Recorder::new(client.clone(), reporter);
-        Controller { client, engine, live, status, recorder, recent: HashMap::new() }
+        let defaults = ControllerSettings::default();
+        Controller {
+            client,
+            engine,
+            live,
+            status,
+            leadership,
+            recorder,
+            recent: HashMap::new(),
+            retries: Retries::new(defaults.retry, defaults.event_window),
+        }
     }
 
-    /// Runs until the index is dropped: reconciles after changes (debounced), on resync and on gaining the lease.
+    /// Runs until the index is dropped: reconciles after changes (debounced),
+    /// on resync, on gaining the lease and when a failed object is due again.
     pub async fn run(mut self, mut publishes: channel::Receiver<u64>, settings: ControllerSettings) {
+        self.retries = Retries::new(settings.retry, settings.event_window);
         let mut was_leader = false;
-        let mut retry = false;
         loop {
-            let wait = if retry { settings.debounce.max(Duration::from_secs(1)) } else { settings.resync };
+            let now = Instant::now();
+            // Never less than the debounce: a due object that cannot be tried
+            // (not leading, not synced) must not spin the loop.
+            let wait = self
+                .retries
+                .next_due()
+                .map_or(settings.resync, |at| at.saturating_duration_since(now))
+                .clamp(settings.debounce, settings.resync.max(settings.debounce));
             let changed = tokio::select! {
                 changed = publishes.changed() => {
                     if changed.is_err() {
@@ -113,17 +157,25 @@ impl Controller {
             if changed {
                 debounce(&mut publishes, settings).await;
             }
-            let leader = self.status.is_leader();
+            let leader = self.status.is_leader() && self.leadership.is_held();
             if leader && !was_leader {
                 tracing::info!("leading: reconciling generated objects");
+            }
+            if !leader && was_leader {
+                // Whoever leads next (maybe this replica again) starts afresh.
+                self.retries.clear_failures();
             }
             was_leader = leader;
             if !leader || !self.status.is_synced() {
                 continue;
             }
-            let outcome = self.reconcile().await;
-            retry = outcome.failed > 0;
+            self.reconcile().await;
         }
+    }
+
+    /// True while this replica may write: asked right before each write.
+    fn leading(&self) -> bool {
+        self.leadership.is_held()
     }
 
     /// One reconcile against the current snapshot.
@@ -139,6 +191,8 @@ impl Controller {
         });
         let now = Instant::now();
         self.recent.retain(|_, (_, at)| now.saturating_duration_since(*at) < SETTLE);
+        let planned: std::collections::HashSet<&ObjectKey> = actions.iter().map(Action::key).collect();
+        self.retries.retain(now, |key| planned.contains(key));
         let mut outcome = Outcome::default();
         for action in actions {
             // No DestinationRules without their CRD.
@@ -150,6 +204,16 @@ impl Controller {
             if self.recent.get(action.key()).is_some_and(|(done, _)| *done == action) {
                 continue;
             }
+            if !self.retries.due(action.key(), Instant::now()) {
+                outcome.deferred += 1;
+                continue;
+            }
+            // Right before the write: the Lease may have expired during this pass.
+            if !self.leading() {
+                tracing::info!(object = %action.key(), "the lease is no longer held: no more writes");
+                outcome.lost_lease = true;
+                break;
+            }
             match self.execute(&action).await {
                 Ok(()) => {
                     match &action {
@@ -160,16 +224,23 @@ impl Controller {
                         }
                         Action::Apply { .. } => outcome.applied += 1,
                     }
+                    self.retries.succeeded(action.key());
                     self.recent.insert(action.key().clone(), (action, Instant::now()));
                 }
-                Err(e) if stale(&e) => {
-                    tracing::debug!(object = %action.key(), error = %e, "stale; the watch will bring the new version");
-                    outcome.failed += 1;
-                }
                 Err(e) => {
-                    tracing::warn!(object = %action.key(), error = %e, "reconcile write failed");
                     outcome.failed += 1;
-                    self.event(&action, None, EventType::Warning, failure_reason(&action), e.to_string()).await;
+                    let now = Instant::now();
+                    let retry_in = self.retries.failed(action.key(), now, retry::sample());
+                    let failures = self.retries.failures(action.key());
+                    if stale(&e) {
+                        tracing::debug!(object = %action.key(), error = %e, ?retry_in, "stale; the watch will bring the new version");
+                        continue;
+                    }
+                    tracing::warn!(object = %action.key(), error = %e, failures, ?retry_in, "reconcile write failed");
+                    let reason = failure_reason(&action);
+                    if self.retries.report(action.key(), reason, now) {
+                        self.event(&action, None, EventType::Warning, reason, e.to_string()).await;
+                    }
                 }
             }
         }
@@ -236,9 +307,14 @@ impl Controller {
         Ok(())
     }
 
-    /// Publishes an Event about the action's object; failures are logged only.
+    /// Publishes an Event about the action's object, if still leading; failures are logged only.
     async fn event(&self, action: &Action, uid: Option<String>, kind: EventType, reason: &str, note: String) {
         let key = action.key();
+        // An Event is a write too: a deposed leader reports nothing.
+        if !self.leading() {
+            tracing::debug!(object = %key, reason, "the lease is no longer held: no Event");
+            return;
+        }
         let api_version = match key.kind {
             Kind::DestinationRule => {
                 self.status.version(Kind::DestinationRule).unwrap_or_else(|| "networking.istio.io/v1".into())
@@ -296,13 +372,4 @@ async fn debounce(publishes: &mut channel::Receiver<u64>, settings: ControllerSe
             () = tokio::time::sleep_until(until) => return,
         }
     }
-}
-
-/// Drives a controller from an index: the entry point for live mode.
-pub fn spawn(
-    controller: Controller,
-    publishes: channel::Receiver<u64>,
-    settings: ControllerSettings,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(controller.run(publishes, settings))
 }

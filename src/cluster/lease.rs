@@ -5,8 +5,29 @@
 //! record unchanged on its own monotonic clock (never by comparing another
 //! node's `renewTime` to ours), and every write carries the resourceVersion
 //! that was read, so of two replicas racing only one wins (the other gets 409).
+//!
+//! [`Leadership`] answers "held, and not expired by our own clock": the
+//! moment a renewal was sent (a monotonic `Instant`, taken before the Lease
+//! was read) plus the lease duration written into it. Every other replica
+//! measures expiry from when it saw that renewal, which is later, so while
+//! [`Leadership::is_held`] is true nobody else may have taken over. The
+//! controller asks it right before each write, not once per pass: a pass can
+//! outlive the Lease (slow API calls, a renewal that keeps failing).
+//!
+//! # Why not a crate
+//!
+//! Checked against kube 5 / k8s-openapi 0.29 (`cargo info` and the crates' manifests):
+//! - `kube-leader-election` 0.44.0 (latest) depends on kube 4: it does not build with kube 5.
+//! - `kube-lease-manager` 0.13.1 depends on kube 5 and k8s-openapi 0.29 and
+//!   would build. But it only tells leadership changes through a `bool`
+//!   channel (or `changed()`), judges expiry by comparing the Lease's
+//!   `renewTime` (another node's wall clock) with this node's `SystemTime`,
+//!   and keeps reporting `true` while its renewals fail (its watch loop logs
+//!   the error and backs off without sending `false`). There is no way to ask
+//!   "held and not expired by our monotonic clock" before a write, which the
+//!   controller needs, so routeguard keeps this small module.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -129,6 +150,48 @@ pub fn claimed(current: Option<&Lease>, me: &str, name: &str, namespace: &str, d
     lease
 }
 
+/// Whether this replica holds the Lease, judged by its own monotonic clock.
+#[derive(Debug, Default)]
+pub struct Leadership {
+    /// Held until then (the renewal's send time plus the lease duration); `None`: not held.
+    until: Mutex<Option<Instant>>,
+}
+
+impl Leadership {
+    fn until(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        match self.until.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A write holding the Lease, sent at `sent` (before the Lease was read),
+    /// succeeded: held until `sent + duration`.
+    pub fn renewed(&self, sent: Instant, duration: Duration) {
+        *self.until() = Some(sent + duration);
+    }
+
+    /// Someone else holds it, or it was given up.
+    pub fn lost(&self) {
+        *self.until() = None;
+    }
+
+    /// True when held and not expired at `now`.
+    pub fn held_at(&self, now: Instant) -> bool {
+        self.until().is_some_and(|until| now < until)
+    }
+
+    /// True when held and not expired now: ask right before a write.
+    pub fn is_held(&self) -> bool {
+        self.held_at(Instant::now())
+    }
+}
+
+/// The duration a Lease written with `timing` says (whole seconds, as `leaseDurationSeconds` holds it).
+fn written_duration(timing: Timing) -> Duration {
+    Duration::from_secs(timing.duration.as_secs())
+}
+
 /// One election round: reads the Lease and claims or renews it when it may.
 /// `Ok(true)`: this replica holds the Lease now.
 pub async fn round(
@@ -179,15 +242,29 @@ pub async fn release(api: &Api<Lease>, name: &str, me: &str) -> Result<(), Clust
     within("release lease", CALL_TIMEOUT, api.replace(name, &PostParams::default(), &lease)).await.map(|_| ())
 }
 
-/// Campaigns forever: holds or follows, recording leadership in `status`.
-pub async fn run(api: Api<Lease>, name: String, me: String, status: Arc<ClusterStatus>, timing: Timing) {
+/// Campaigns forever: holds or follows, recording leadership in `status`
+/// (for the metrics and the controller's loop) and in `leadership` (checked
+/// before each write).
+pub async fn run(
+    api: Api<Lease>,
+    name: String,
+    me: String,
+    status: Arc<ClusterStatus>,
+    leadership: Arc<Leadership>,
+    timing: Timing,
+) {
     let mut observer = Observer::default();
     let mut renewed = Instant::now();
     loop {
+        // Taken before the read: the renewTime we write is no earlier than this.
+        let sent = Instant::now();
         let held = match round(&api, &name, &me, &mut observer, timing).await {
             Ok(held) => {
                 if held {
                     renewed = Instant::now();
+                    leadership.renewed(sent, written_duration(timing));
+                } else {
+                    leadership.lost();
                 }
                 held
             }
@@ -227,6 +304,23 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn leadership_expires_by_our_own_clock() {
+        let leadership = Leadership::default();
+        let t0 = Instant::now();
+        assert!(!leadership.held_at(t0), "not held before a renewal");
+        leadership.renewed(t0, Duration::from_secs(15));
+        assert!(leadership.held_at(t0 + Duration::from_secs(14)));
+        assert!(!leadership.held_at(t0 + Duration::from_secs(15)), "expired: no renewal for the lease duration");
+        leadership.renewed(t0 + Duration::from_secs(10), Duration::from_secs(15));
+        assert!(leadership.held_at(t0 + Duration::from_secs(20)), "a renewal extends it");
+        leadership.lost();
+        assert!(!leadership.held_at(t0 + Duration::from_secs(11)));
+        // The duration the Lease says, not more: 2.9 s is written as 2 s.
+        let timing = Timing { duration: Duration::from_millis(2900), ..Timing::default() };
+        assert_eq!(written_duration(timing), Duration::from_secs(2));
     }
 
     #[test]

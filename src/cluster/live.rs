@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
 use crate::admission::SnapshotSource;
 use crate::model::Kind;
 use crate::policy::{Engine, Snapshot};
+use crate::supervisor::Supervisor;
 
 use super::admit::LiveSource;
-use super::controller::{self, Controller, ControllerSettings};
-use super::lease::{self, Timing};
+use super::controller::{Controller, ControllerSettings};
+use super::lease::{self, Leadership, Timing};
 use super::metrics::ClusterStatus;
 use super::reread::{REREAD_TIMEOUT, Rereader};
 use super::watch::{self, Index, WatchSettings};
@@ -62,7 +63,10 @@ pub struct Live {
     index: Index,
     source: Arc<LiveSource>,
     lease: Option<(Api<Lease>, String, String)>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    leadership: Arc<Leadership>,
+    /// Election and controller, stopped on purpose at shutdown (the index keeps serving admission).
+    tasks: Mutex<Vec<AbortHandle>>,
+    supervisor: Supervisor,
 }
 
 impl Drop for Live {
@@ -73,15 +77,20 @@ impl Drop for Live {
 
 impl Live {
     /// Starts watching (and, with `generate`, electing and reconciling). Must run inside a Tokio runtime.
+    ///
+    /// Every task runs under a new [`Supervisor`] ([`Live::supervisor`]):
+    /// the watchers and index writer, `leader election`, `generator controller`.
     pub fn start(client: kube::Client, engine: Arc<Engine>, settings: LiveSettings) -> Live {
+        let supervisor = Supervisor::new();
         let status = Arc::new(ClusterStatus::new(&Kind::ALL));
         let empty = Snapshot::for_policy(engine.policy());
         let watch_settings =
             WatchSettings { namespaces: settings.namespaces.clone(), rediscover_every: settings.rediscover_every };
-        let index = watch::start(client.clone(), empty, watch_settings, status.clone());
+        let index = watch::start_under(client.clone(), empty, watch_settings, status.clone(), &supervisor);
         let rereader = Rereader::new(client.clone(), status.clone(), settings.reread_timeout);
         let mut tasks = Vec::new();
         let mut lease_api = None;
+        let leadership = Arc::new(Leadership::default());
         if settings.generate {
             let api: Api<Lease> = Api::namespaced(client.clone(), &settings.lease_namespace);
             let election = lease::run(
@@ -89,15 +98,24 @@ impl Live {
                 settings.lease_name.clone(),
                 settings.identity.clone(),
                 status.clone(),
+                leadership.clone(),
                 settings.lease,
             );
-            tasks.push(tokio::spawn(election));
+            tasks.push(supervisor.spawn("leader election", election));
             lease_api = Some((api, settings.lease_name.clone(), settings.identity.clone()));
-            let controller = Controller::new(client, engine, index.live.clone(), status, &settings.identity);
-            tasks.push(controller::spawn(controller, index.publishes.clone(), settings.controller));
+            let controller =
+                Controller::new(client, engine, index.live.clone(), status, leadership.clone(), &settings.identity);
+            let run = controller.run(index.publishes.clone(), settings.controller);
+            tasks.push(supervisor.spawn("generator controller", run));
         }
         let source = Arc::new(LiveSource::new(index.live.clone(), rereader, settings.generate));
-        Live { index, source, lease: lease_api, tasks: Mutex::new(tasks) }
+        Live { index, source, lease: lease_api, leadership, tasks: Mutex::new(tasks), supervisor }
+    }
+
+    /// The supervisor of live mode's tasks; the server adds its own to it and
+    /// waits on [`Supervisor::died`].
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
     }
 
     /// The snapshot source admission judges against, with the re-read before
@@ -114,6 +132,11 @@ impl Live {
     /// Sync state and counters.
     pub fn status(&self) -> &Arc<ClusterStatus> {
         &self.index.status
+    }
+
+    /// Whether this replica holds the Lease now, by its own clock.
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        &self.leadership
     }
 
     fn stop_tasks(&self) {
@@ -134,6 +157,7 @@ impl Live {
     /// Stops reconciling and gives the Lease up so another replica takes over at once.
     pub async fn shutdown(&self) {
         self.stop_tasks();
+        self.leadership.lost();
         if let Some((api, name, identity)) = &self.lease
             && self.index.status.is_leader()
         {

@@ -16,11 +16,12 @@ use kube::Api;
 use kube::core::DynamicObject;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::{mpsc, watch as channel};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::model::Kind;
 use crate::policy::Snapshot;
+use crate::supervisor::Supervisor;
 
 use super::index::{LiveSnapshot, Op, PUBLISH_EVERY, Publisher, Scope, Stream};
 use super::kinds::{self, Served};
@@ -56,7 +57,9 @@ pub struct Index {
     pub live: Arc<LiveSnapshot>,
     pub publishes: channel::Receiver<u64>,
     pub status: Arc<ClusterStatus>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<AbortHandle>,
+    /// Keeps the tasks' supervisor alive as long as the index.
+    _supervisor: Supervisor,
 }
 
 impl Drop for Index {
@@ -67,17 +70,30 @@ impl Drop for Index {
     }
 }
 
-/// Starts the writer and one watching task per kind.
+/// Starts the writer and one watching task per kind, under a supervisor of their own.
 pub fn start(client: kube::Client, empty: Snapshot, settings: WatchSettings, status: Arc<ClusterStatus>) -> Index {
+    start_under(client, empty, settings, status, &Supervisor::new())
+}
+
+/// [`start`] under `supervisor` (named `index writer` and `watch <Kind>`):
+/// none of them ends while the index lives, so an end is reported there.
+pub fn start_under(
+    client: kube::Client,
+    empty: Snapshot,
+    settings: WatchSettings,
+    status: Arc<ClusterStatus>,
+    supervisor: &Supervisor,
+) -> Index {
     let live = Arc::new(LiveSnapshot::new(empty));
     let (tx, rx) = mpsc::channel(4096);
     let (published, publishes) = channel::channel(0u64);
-    let mut tasks = vec![tokio::spawn(write(rx, Publisher::new(live.clone()), status.clone(), published))];
+    let writer = write(rx, Publisher::new(live.clone()), status.clone(), published);
+    let mut tasks = vec![supervisor.spawn("index writer", writer)];
     for kind in Kind::ALL {
         let task = watch_kind(client.clone(), kind, settings.clone(), status.clone(), tx.clone());
-        tasks.push(tokio::spawn(task));
+        tasks.push(supervisor.spawn(format!("watch {kind}"), task));
     }
-    Index { live, publishes, status, tasks }
+    Index { live, publishes, status, tasks, _supervisor: supervisor.clone() }
 }
 
 /// Applies operations and publishes at most every [`PUBLISH_EVERY`].

@@ -143,25 +143,53 @@ pub fn generate_into(dir: &Path, service: &str, namespace: &str) -> Result<Gener
 }
 
 /// Writes a file through a temporary file and a rename, so a reader never sees half of it.
+///
+/// `private` files (keys) are created with mode 0600 when the temporary file
+/// is opened, not chmod-ed afterwards: a crash between the first byte and the
+/// rename never leaves a key readable by others. The rename replaces whatever
+/// was at `path` (a 0644 file from an older version, say) with the new inode
+/// and its mode.
 pub fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let write = || -> std::io::Result<()> {
+    let (tmp, mut file) = create_temp(path, private).map_err(|source| io_error(path, source))?;
+    let mut write = || -> std::io::Result<()> {
         use std::io::Write as _;
-        let mut file = options.open(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|source| io_error(path, source))
+    write().map_err(|source| {
+        // Best effort: a leftover temporary file holds nothing newer than `path` would.
+        let _ = std::fs::remove_file(&tmp);
+        io_error(path, source)
+    })
+}
+
+/// Creates a new temporary file next to `path` (same directory, so the rename
+/// is atomic), 0600 from the start when `private`. Its name is unique to this
+/// process and moment and it is opened with `create_new`, so a stale file of
+/// a crashed run, whatever its mode, is never reused.
+fn create_temp(path: &Path, private: bool) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let mut last = None;
+    for attempt in 0..16u32 {
+        let tmp = path.with_file_name(format!(".{file_name}.{}.{nanos}.{attempt}.tmp", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("cannot create a temporary file")))
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> CertError {
@@ -217,6 +245,51 @@ mod tests {
         assert_eq!(not_after(&[]), None);
     }
 
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_0600_from_the_first_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The temporary file is 0600 as soon as it exists, before anything is written.
+        let target = dir.path().join("tls.key");
+        let (tmp, file) = create_temp(&target, true).expect("temp");
+        assert_eq!(file.metadata().expect("meta").len(), 0);
+        assert_eq!(mode(&tmp), 0o600);
+        assert_eq!(tmp.parent(), Some(dir.path()), "next to the target, so the rename is atomic");
+        drop(file);
+        // A second one is a new file, never the first reopened.
+        let (other, _file) = create_temp(&target, true).expect("temp");
+        assert_ne!(other, tmp);
+
+        // An existing world-readable key is replaced by a 0600 one.
+        let old = dir.path().join("old");
+        std::fs::create_dir_all(&old).expect("mkdir");
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::write(old.join("tls.key"), "old key").expect("write");
+            std::fs::set_permissions(old.join("tls.key"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let files = generate_into(&old, "routeguard", "routeguard").expect("generate");
+        assert_eq!(mode(&files.key), 0o600);
+        assert_ne!(std::fs::read(&files.key).expect("read"), b"old key");
+        parse_key("tls.key", &read(&files.key).expect("read")).expect("a key");
+        // Only the three files: no temporary file left behind.
+        let mut names: Vec<String> = std::fs::read_dir(&old)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ca.crt", "tls.crt", "tls.key"]);
+
+        write_atomically(&old.join("tls.key"), b"again", true).expect("rewrite");
+        assert_eq!(mode(&old.join("tls.key")), 0o600);
+    }
+
     #[test]
     fn generates_a_ca_and_a_serving_certificate() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -227,11 +300,7 @@ mod tests {
         let left = not_after(&cert[0]).expect("expiry") - OffsetDateTime::now_utc().unix_timestamp();
         assert!((364 * 86_400..=366 * 86_400).contains(&left), "{left}");
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&files.key).expect("meta").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_eq!(mode(&files.key), 0o600);
         assert!(parse_certs("x", b"").is_err());
         assert!(parse_key("x", b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").is_err());
     }

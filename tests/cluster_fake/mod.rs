@@ -1,6 +1,7 @@
 //! An in-process fake of the few Kubernetes API endpoints routeguard uses:
 //! discovery, list, watch, get, create, replace, patch (apply, JSON Patch,
-//! merge) and delete, over plain HTTP on 127.0.0.1. Every request is recorded
+//! merge) and delete, over plain HTTP on 127.0.0.1. List and watch honour a
+//! `fieldSelector` of `metadata.name=<name>`. Every request is recorded
 //! so tests can assert the exact method, path, query and body; overrides
 //! inject errors (403, 404, 409), delays and expired watches.
 
@@ -42,8 +43,9 @@ impl Recorded {
 #[derive(Debug, Clone)]
 pub struct Override {
     pub method: Method,
-    /// The request path must equal this.
+    /// The request path must equal this (or start with it, with `prefix`).
     pub path: String,
+    pub prefix: bool,
     /// The query must contain this.
     pub query_contains: String,
     pub status: u16,
@@ -59,6 +61,7 @@ impl Override {
         Override {
             method,
             path: path.to_string(),
+            prefix: false,
             query_contains: String::new(),
             status,
             reason: reason.to_string(),
@@ -74,6 +77,12 @@ impl Override {
 
     pub fn delay(mut self, delay: Duration) -> Override {
         self.delay = delay;
+        self
+    }
+
+    /// Matches every path that starts with `path`.
+    pub fn prefix(mut self) -> Override {
+        self.prefix = true;
         self
     }
 
@@ -96,6 +105,47 @@ struct State_ {
     discovery: BTreeMap<String, BTreeSet<String>>,
     overrides: Vec<Override>,
     expire_next_watch: bool,
+}
+
+/// The `metadata.name` a request's `fieldSelector=metadata.name=<name>` asks for, if any.
+fn name_selector(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let value = percent_decode(pair.strip_prefix("fieldSelector=")?);
+        value.strip_prefix("metadata.name=").map(str::to_string)
+    })
+}
+
+/// Decodes `%XX` escapes and `+` of a query value.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A watch event for everyone watching a collection.
@@ -344,10 +394,11 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
             content_type: content_type.clone(),
             body: body.clone(),
         });
-        let at = state
-            .overrides
-            .iter()
-            .position(|o| o.method == method && o.path == path && query.contains(&o.query_contains));
+        let at = state.overrides.iter().position(|o| {
+            o.method == method
+                && (o.path == path || (o.prefix && path.starts_with(&o.path)))
+                && query.contains(&o.query_contains)
+        });
         at.map(|i| {
             let o = state.overrides[i].clone();
             match o.times {
@@ -403,15 +454,19 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
 
     match (method.clone(), name.is_empty()) {
         (Method::GET, true) if query.split('&').any(|p| p == "watch=true" || p == "watch=1") => {
-            watch(fake, prefix, plural, namespace).await
+            watch(fake, prefix, plural, namespace, name_selector(&query)).await
         }
         (Method::GET, true) => {
+            let only = name_selector(&query);
             let state = lock(&fake.state);
             let items: Vec<Value> = state
                 .objects
                 .iter()
-                .filter(|((p, pl, ns, _), _)| {
-                    *p == prefix && *pl == plural && (namespace.is_empty() || *ns == namespace)
+                .filter(|((p, pl, ns, n), _)| {
+                    *p == prefix
+                        && *pl == plural
+                        && (namespace.is_empty() || *ns == namespace)
+                        && only.as_ref().is_none_or(|o| o == n)
                 })
                 .map(|(_, v)| {
                     // List items carry no apiVersion and kind, as from a real API server.
@@ -497,7 +552,7 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
     }
 }
 
-async fn watch(fake: Fake, prefix: String, plural: String, namespace: String) -> Response {
+async fn watch(fake: Fake, prefix: String, plural: String, namespace: String, only: Option<String>) -> Response {
     let expire = std::mem::take(&mut lock(&fake.state).expire_next_watch);
     if expire {
         let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -506,7 +561,7 @@ async fn watch(fake: Fake, prefix: String, plural: String, namespace: String) ->
     }
     let receiver = fake.notes.subscribe();
     let stream = futures::stream::unfold((receiver, false), move |(mut rx, done)| {
-        let (prefix, plural, namespace) = (prefix.clone(), plural.clone(), namespace.clone());
+        let (prefix, plural, namespace, only) = (prefix.clone(), plural.clone(), namespace.clone(), only.clone());
         async move {
             if done {
                 return None;
@@ -514,7 +569,10 @@ async fn watch(fake: Fake, prefix: String, plural: String, namespace: String) ->
             loop {
                 match rx.recv().await {
                     Ok(Note::Event { prefix: p, plural: pl, namespace: ns, event })
-                        if p == prefix && pl == plural && (namespace.is_empty() || ns == namespace) =>
+                        if p == prefix
+                            && pl == plural
+                            && (namespace.is_empty() || ns == namespace)
+                            && only.as_ref().is_none_or(|o| event["object"]["metadata"]["name"] == o.as_str()) =>
                     {
                         let line = Bytes::from(format!("{event}\n"));
                         return Some((Ok::<Bytes, Infallible>(line), (rx, false)));

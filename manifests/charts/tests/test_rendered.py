@@ -599,7 +599,7 @@ def expected_permissions(e) -> dict:
             for v in ("create", "patch"):
                 out[(scope, "events.k8s.io", "events", v)] = ()
     for r in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
-        for v in ("get", "patch"):
+        for v in ("get", "list", "watch", "patch"):
             out[("cluster", "admissionregistration.k8s.io", r, v)] = (RELEASE,)
     own = NAMESPACE
     if e["generator"]:
