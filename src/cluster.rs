@@ -8,7 +8,7 @@
 //! tests beside them; the parts that talk to the API server are thin.
 //!
 //! - [`kinds`]: the watched kinds, the API version each one is served in.
-//! - [`index`]: the live index ([`index::LiveSnapshot`], a
+//! - [`index`]: the live index ([`crate::admission::SharedSnapshot`], a
 //!   [`SnapshotSource`](crate::admission::SnapshotSource)) and how watch
 //!   events update it. Publishing: events change a private copy at once;
 //!   a new `Arc<Snapshot>` is published at most every [`index::PUBLISH_EVERY`]

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod files;
 pub mod manifest;
 pub mod model;
+pub mod pki;
 pub mod policy;
 pub mod serve;
 pub mod server;

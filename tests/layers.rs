@@ -5,7 +5,8 @@
 //! model -> manifest, policy -> files -> admission, cluster -> server -> check, serve, cli -> main
 //! ```
 //!
-//! `supervisor` (named background tasks) depends on nothing of the crate.
+//! `supervisor` (named background tasks) and `pki` (the certificates
+//! routeguard makes) depend on nothing of the crate.
 //!
 //! `manifest` (files to objects) and `policy` (the rules) both sit on the
 //! model and do not know each other; `files` puts them together for `check`
@@ -23,11 +24,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("files", &["model", "manifest", "policy"]),
     ("admission", &["model", "policy"]),
     ("supervisor", &[]),
-    ("cluster", &["model", "policy", "admission", "supervisor"]),
-    ("server", &["model", "policy", "admission", "cluster", "supervisor"]),
+    ("pki", &[]),
+    ("cluster", &["model", "policy", "admission", "supervisor", "pki"]),
+    ("server", &["model", "policy", "admission", "cluster", "supervisor", "pki"]),
     ("check", &["model", "manifest", "policy", "files"]),
     ("cli", &[]),
-    ("serve", &["model", "manifest", "policy", "files", "admission", "cluster", "server", "supervisor", "cli"]),
+    ("serve", &["model", "manifest", "policy", "files", "admission", "cluster", "server", "supervisor", "pki", "cli"]),
     (
         "lib",
         &[

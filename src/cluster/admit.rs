@@ -16,11 +16,10 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
 use crate::admission::decode::Request;
-use crate::admission::{SecondLook, SnapshotSource};
+use crate::admission::{SecondLook, SharedSnapshot, SnapshotSource};
 use crate::model::ObjectKey;
 use crate::policy::{Code, Engine, Finding, Snapshot};
 
-use super::index::LiveSnapshot;
 use super::reread::{self, Rereader};
 
 /// The shortest time between two re-reads for the same object.
@@ -32,14 +31,14 @@ const LIMITER_CAPACITY: usize = 4096;
 /// The live index as admission sees it, with the re-read before refusing.
 #[derive(Debug)]
 pub struct LiveSource {
-    snapshot: Arc<LiveSnapshot>,
+    snapshot: Arc<SharedSnapshot>,
     look: Arc<Reread>,
 }
 
 impl LiveSource {
     /// Admission's view of `snapshot`, re-reading with `rereader`; with
     /// `generating`, subsets the controller is about to create count as present.
-    pub fn new(snapshot: Arc<LiveSnapshot>, rereader: Rereader, generating: bool) -> LiveSource {
+    pub fn new(snapshot: Arc<SharedSnapshot>, rereader: Rereader, generating: bool) -> LiveSource {
         let look = Arc::new(Reread { rereader, generating, limiter: Limiter::new(REREAD_EVERY) });
         LiveSource { snapshot, look }
     }

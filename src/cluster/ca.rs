@@ -12,22 +12,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{Issuer, KeyPair};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use time::OffsetDateTime;
 
+use crate::pki;
+
 use super::ClusterError;
 
 /// Serving certificates last a year.
-pub const SERVING_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+pub const SERVING_LIFETIME: Duration = pki::LEAF_LIFETIME;
 /// The CA lasts ten years.
-pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+pub const CA_LIFETIME: Duration = pki::CA_LIFETIME;
 /// Annotation: `notBefore` of the serving certificate, Unix seconds.
 pub const NOT_BEFORE: &str = "routeguard.io/not-before";
 /// Annotation: `notAfter` of the serving certificate, Unix seconds.
@@ -36,8 +35,6 @@ pub const NOT_AFTER: &str = "routeguard.io/not-after";
 pub const CA_NOT_BEFORE: &str = "routeguard.io/ca-not-before";
 /// Annotation: `notAfter` of the CA, Unix seconds.
 pub const CA_NOT_AFTER: &str = "routeguard.io/ca-not-after";
-
-const CA_NAME: &str = "routeguard webhook CA";
 
 /// What the Secret holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,27 +87,12 @@ fn cert_error(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Cert(e.to_string())
 }
 
-fn ca_params(not_before: OffsetDateTime, lifetime: Duration) -> Result<CertificateParams, ClusterError> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "routeguard");
-    dn.push(DnType::CommonName, CA_NAME);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    params.not_before = not_before;
-    params.not_after = not_before + lifetime;
-    Ok(params)
-}
-
 /// The issuer of a bundle's CA: its key, and a subject equal to the one the CA was made with.
 fn load_ca(bundle: &Bundle) -> Result<Issuer<'static, KeyPair>, ClusterError> {
     let key = KeyPair::from_pem(&bundle.ca_key).map_err(cert_error)?;
     let not_before = OffsetDateTime::from_unix_timestamp(bundle.ca_not_before).map_err(cert_error)?;
-    let params = ca_params(
-        not_before,
-        Duration::from_secs(u64::try_from(bundle.ca_not_after - bundle.ca_not_before).unwrap_or(0)),
-    )?;
+    let lifetime = Duration::from_secs(u64::try_from(bundle.ca_not_after - bundle.ca_not_before).unwrap_or(0));
+    let params = pki::ca_params(pki::CA_NAME, not_before, lifetime).map_err(cert_error)?;
     Ok(Issuer::new(params, key))
 }
 
@@ -122,16 +104,12 @@ fn unix(t: OffsetDateTime) -> i64 {
 /// A fresh CA and serving certificate for `names`, valid from `now - 1h`.
 /// `previous_ca` (PEM) stays in the bundle so certificates it signed keep working during a rotation.
 pub fn issue_all(names: &[String], now: OffsetDateTime, previous_ca: Option<&str>) -> Result<Bundle, ClusterError> {
-    let key = KeyPair::generate().map_err(cert_error)?;
-    let start = now - Duration::from_secs(3600);
-    let params = ca_params(start, CA_LIFETIME)?;
-    let ca_cert = params.self_signed(&key).map_err(cert_error)?;
-    let mut ca_bundle = ca_cert.pem();
+    let start = now - pki::SLACK;
+    let params = pki::ca_params(pki::CA_NAME, start, CA_LIFETIME).map_err(cert_error)?;
+    let (issuer, mut ca_bundle, ca_key) = pki::new_ca(params).map_err(cert_error)?;
     if let Some(previous) = previous_ca.and_then(first_pem_cert) {
         ca_bundle.push_str(&previous);
     }
-    let ca_key = key.serialize_pem();
-    let issuer = Issuer::new(params, key);
     let (cert, serving_key, not_before, not_after) = issue_serving(&issuer, names, now)?;
     Ok(Bundle {
         ca_bundle,
@@ -172,19 +150,10 @@ fn issue_serving(
     names: &[String],
     now: OffsetDateTime,
 ) -> Result<(String, String, i64, i64), ClusterError> {
-    let mut params = CertificateParams::new(names.to_vec()).map_err(cert_error)?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "routeguard");
-    dn.push(DnType::CommonName, names.first().map_or("routeguard", String::as_str));
-    params.distinguished_name = dn;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    let start = now - Duration::from_secs(3600);
-    params.not_before = start;
-    params.not_after = start + SERVING_LIFETIME;
-    let key = KeyPair::generate().map_err(cert_error)?;
-    let cert = params.signed_by(&key, issuer).map_err(cert_error)?;
-    Ok((cert.pem(), key.serialize_pem(), unix(start), unix(start + SERVING_LIFETIME)))
+    let start = now - pki::SLACK;
+    let params = pki::serving_params(names, start, SERVING_LIFETIME).map_err(cert_error)?;
+    let (cert, key) = pki::sign(&params, issuer).map_err(cert_error)?;
+    Ok((cert, key, unix(start), unix(start + SERVING_LIFETIME)))
 }
 
 fn first_pem_cert(pem: &str) -> Option<String> {
@@ -251,9 +220,7 @@ pub fn from_secret(data: &BTreeMap<String, Vec<u8>>, annotations: &BTreeMap<Stri
 }
 
 /// The names the API server reaches the webhook Service by.
-pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
-    vec![service.to_string(), format!("{service}.{namespace}"), format!("{service}.{namespace}.svc")]
-}
+pub use crate::pki::service_names;
 
 #[cfg(test)]
 mod tests {

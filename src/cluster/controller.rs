@@ -27,11 +27,10 @@ use serde_json::Value;
 use tokio::sync::watch as channel;
 use tokio::time::Instant;
 
-use crate::admission::SnapshotSource;
+use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::{Kind, ObjectKey};
 use crate::policy::Engine;
 
-use super::index::LiveSnapshot;
 use super::kinds::Served;
 use super::lease::Leadership;
 use super::metrics::{ClusterStatus, KindState};
@@ -87,7 +86,7 @@ pub struct Outcome {
 pub struct Controller {
     client: kube::Client,
     engine: Arc<Engine>,
-    live: Arc<LiveSnapshot>,
+    live: Arc<SharedSnapshot>,
     status: Arc<ClusterStatus>,
     leadership: Arc<Leadership>,
     recorder: Recorder,
@@ -110,7 +109,7 @@ impl Controller {
     pub fn new(
         client: kube::Client,
         engine: Arc<Engine>,
-        live: Arc<LiveSnapshot>,
+        live: Arc<SharedSnapshot>,
         status: Arc<ClusterStatus>,
         leadership: Arc<Leadership>,
         identity: &str,

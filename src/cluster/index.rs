@@ -14,12 +14,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use kube::core::DynamicObject;
 use kube::runtime::watcher;
 use serde_json::Value;
 
-use crate::admission::SnapshotSource;
+use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::{Kind, Object, ObjectKey};
 use crate::policy::Snapshot;
 
@@ -175,29 +174,10 @@ impl Stream {
     }
 }
 
-/// The snapshot admission judges against, replaced as a whole by the [`Publisher`].
-#[derive(Debug)]
-pub struct LiveSnapshot {
-    current: ArcSwap<Snapshot>,
-}
-
-impl LiveSnapshot {
-    /// A source holding `snapshot` (empty, before the first sync).
-    pub fn new(snapshot: Snapshot) -> LiveSnapshot {
-        LiveSnapshot { current: ArcSwap::from_pointee(snapshot) }
-    }
-}
-
-impl SnapshotSource for LiveSnapshot {
-    fn current(&self) -> Arc<Snapshot> {
-        self.current.load_full()
-    }
-}
-
-/// Applies operations and publishes them to a [`LiveSnapshot`] (see the module doc).
+/// Applies operations and publishes them to a [`SharedSnapshot`] (see the module doc).
 #[derive(Debug)]
 pub struct Publisher {
-    live: Arc<LiveSnapshot>,
+    live: Arc<SharedSnapshot>,
     /// The copy published before the current one.
     spare: Option<Arc<Snapshot>>,
     /// Operations in the current copy that the spare lacks.
@@ -211,7 +191,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher for `live`.
-    pub fn new(live: Arc<LiveSnapshot>) -> Publisher {
+    pub fn new(live: Arc<SharedSnapshot>) -> Publisher {
         let spare = Arc::new(Snapshot::clone(&live.current()));
         Publisher { live, spare: Some(spare), spare_lag: Vec::new(), pending: Vec::new(), tries: 0, clones: 0 }
     }
@@ -256,7 +236,7 @@ impl Publisher {
                 Arc::new(copy)
             }
         };
-        let old = self.live.current.swap(next);
+        let old = self.live.swap(next);
         self.spare = Some(old);
         self.spare_lag = std::mem::take(&mut self.pending);
         self.tries = 0;
@@ -349,7 +329,7 @@ mod tests {
 
     #[test]
     fn publishes_changes_through_both_copies() {
-        let live = Arc::new(LiveSnapshot::new(Snapshot::for_policy(&Policy::default())));
+        let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
         let mut publisher = Publisher::new(live.clone());
         assert!(!publisher.publish(), "nothing to publish");
         for round in 0..6 {
@@ -368,7 +348,7 @@ mod tests {
 
     #[test]
     fn clones_when_a_reader_holds_the_spare() {
-        let live = Arc::new(LiveSnapshot::new(Snapshot::for_policy(&Policy::default())));
+        let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
         let mut publisher = Publisher::new(live.clone());
         publisher.push(Op::Upsert(service("a", "shop", "1")));
         assert!(publisher.publish());
@@ -414,7 +394,7 @@ mod cost {
             )
             .expect("object")
         };
-        let live = Arc::new(LiveSnapshot::new(Snapshot::for_policy(&Policy::default())));
+        let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
         let mut publisher = Publisher::new(live.clone());
         publisher.push(Op::Replace {
             scope: Scope { kind: Kind::Service, namespace: None },

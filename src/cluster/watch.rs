@@ -19,11 +19,12 @@ use tokio::sync::{mpsc, watch as channel};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::admission::SharedSnapshot;
 use crate::model::Kind;
 use crate::policy::Snapshot;
 use crate::supervisor::Supervisor;
 
-use super::index::{LiveSnapshot, Op, PUBLISH_EVERY, Publisher, Scope, Stream};
+use super::index::{Op, PUBLISH_EVERY, Publisher, Scope, Stream};
 use super::kinds::{self, Served};
 use super::metrics::ClusterStatus;
 
@@ -54,7 +55,7 @@ enum Msg {
 /// controller waits on it) and the tasks, stopped when this is dropped.
 #[derive(Debug)]
 pub struct Index {
-    pub live: Arc<LiveSnapshot>,
+    pub live: Arc<SharedSnapshot>,
     pub publishes: channel::Receiver<u64>,
     pub status: Arc<ClusterStatus>,
     tasks: Vec<AbortHandle>,
@@ -84,7 +85,7 @@ pub fn start_under(
     status: Arc<ClusterStatus>,
     supervisor: &Supervisor,
 ) -> Index {
-    let live = Arc::new(LiveSnapshot::new(empty));
+    let live = Arc::new(SharedSnapshot::new(empty));
     let (tx, rx) = mpsc::channel(4096);
     let (published, publishes) = channel::channel(0u64);
     let writer = write(rx, Publisher::new(live.clone()), status.clone(), published);

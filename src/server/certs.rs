@@ -4,13 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{Issuer, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
+
+use crate::pki;
 
 /// Why certificates could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -49,15 +48,9 @@ impl std::fmt::Debug for Authority {
 impl Authority {
     /// A new self-signed CA valid for ten years.
     pub fn new(common_name: &str) -> Result<Authority, CertError> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = name(common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, Duration::from_secs(10 * 365 * 86_400));
-        let cert = params.self_signed(&key)?;
-        Ok(Authority { issuer: Issuer::new(params, key), cert_pem: cert.pem() })
+        let params = pki::ca_params(common_name, start(), pki::CA_LIFETIME)?;
+        let (issuer, cert_pem, _) = pki::new_ca(params)?;
+        Ok(Authority { issuer, cert_pem })
     }
 
     /// The CA certificate (PEM), for a client's trust store or a webhook's `caBundle`.
@@ -67,43 +60,24 @@ impl Authority {
 
     /// A serving certificate for `names` (DNS names or IP addresses), valid for `valid_for`.
     pub fn issue_server(&self, names: &[String], valid_for: Duration) -> Result<Issued, CertError> {
-        let mut params = CertificateParams::new(names.to_vec())?;
-        params.distinguished_name = name(names.first().map_or("routeguard", String::as_str));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        validity(&mut params, valid_for);
-        self.issue(&params)
+        let start = start();
+        self.issue(&pki::serving_params(names, start, valid_for + pki::SLACK)?)
     }
 
     /// A client certificate for `common_name` (the API server's, say).
     pub fn issue_client(&self, common_name: &str) -> Result<Issued, CertError> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = name(common_name);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, Duration::from_secs(365 * 86_400));
-        self.issue(&params)
+        self.issue(&pki::client_params(common_name, start(), pki::LEAF_LIFETIME)?)
     }
 
-    fn issue(&self, params: &CertificateParams) -> Result<Issued, CertError> {
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    fn issue(&self, params: &rcgen::CertificateParams) -> Result<Issued, CertError> {
+        let (cert_pem, key_pem) = pki::sign(params, &self.issuer)?;
+        Ok(Issued { cert_pem, key_pem })
     }
 }
 
-fn name(common_name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "routeguard");
-    dn.push(DnType::CommonName, common_name);
-    dn
-}
-
-fn validity(params: &mut CertificateParams, valid_for: Duration) {
-    let now = OffsetDateTime::now_utc();
-    // A little slack for clocks that are behind.
-    params.not_before = now - Duration::from_secs(3600);
-    params.not_after = now + valid_for;
+/// When a certificate made now starts: a little before, for clocks that are behind.
+fn start() -> OffsetDateTime {
+    OffsetDateTime::now_utc() - pki::SLACK
 }
 
 /// The files [`generate_into`] wrote.
@@ -230,7 +204,7 @@ mod tests {
 
     fn cert_expiring(year: i32) -> Vec<u8> {
         let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
         params.not_after = rcgen::date_time_ymd(year, 3, 1);
         params.self_signed(&key).expect("cert").der().to_vec()
     }
