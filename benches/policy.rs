@@ -53,7 +53,8 @@ fn virtual_service(routes: usize, size: usize) -> Object {
             let host = format!("svc-{}", (r % in_ns0) * NAMESPACES);
             json!({
                 "name": format!("route-{r}"),
-                "match": [{"headers": {"x-canary": {"exact": "true"}}, "uri": {"prefix": "/api"}}],
+                // Each route its own path: identical matches would make the later ones dead (RG109).
+                "match": [{"headers": {"x-canary": {"exact": "true"}}, "uri": {"prefix": format!("/api/{r}")}}],
                 "route": [
                     {"destination": {"host": host, "subset": "v1", "port": {"number": 80}}, "weight": 90},
                     {"destination": {"host": host, "subset": "v2", "port": {"number": 80}}, "weight": 10}

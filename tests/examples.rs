@@ -361,6 +361,7 @@ fn the_example_policy_is_accepted_and_keeps_the_documented_results() {
         "missingSubset",
         "missingHost",
         "protectInUse",
+        "unreachableRoutes",
         "exemptUsers",
         "versionLabel",
         "meshRootNamespace",

@@ -148,10 +148,52 @@ pub struct HttpMatch {
     pub headers: BTreeMap<String, StringMatch>,
     pub query_params: BTreeMap<String, StringMatch>,
     pub without_headers: BTreeMap<String, StringMatch>,
+    pub port: Option<i64>,
+    pub source_labels: BTreeMap<String, String>,
+    pub gateways: Vec<String>,
+    pub source_namespace: Option<String>,
+    pub ignore_uri_case: Option<bool>,
+}
+
+impl HttpMatch {
+    /// True when the match selects every request: no condition at all, or
+    /// only `uri: {prefix: /}` (the `name` is a label, not a condition).
+    pub fn matches_everything(&self) -> bool {
+        let uri_all = match &self.uri {
+            None => true,
+            Some(StringMatch { exact: None, prefix: Some(prefix), regex: None }) => prefix == "/",
+            Some(_) => false,
+        };
+        let only_uri = HttpMatch {
+            uri: self.uri.clone(),
+            name: self.name.clone(),
+            ignore_uri_case: self.ignore_uri_case,
+            ..HttpMatch::default()
+        };
+        uri_all && self.same_conditions(&only_uri)
+    }
+
+    /// True when both select exactly the same requests as written (the
+    /// `name`s aside): the same uri, scheme, method, authority, headers,
+    /// query parameters, port, source labels, gateways and source namespace.
+    pub fn same_conditions(&self, other: &HttpMatch) -> bool {
+        self.uri == other.uri
+            && self.scheme == other.scheme
+            && self.method == other.method
+            && self.authority == other.authority
+            && self.headers == other.headers
+            && self.query_params == other.query_params
+            && self.without_headers == other.without_headers
+            && self.port == other.port
+            && self.source_labels == other.source_labels
+            && self.gateways == other.gateways
+            && self.source_namespace == other.source_namespace
+            && self.ignore_uri_case.unwrap_or(false) == other.ignore_uri_case.unwrap_or(false)
+    }
 }
 
 /// Istio's `StringMatch`: exactly one of `exact`, `prefix`, `regex`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct StringMatch {
     pub exact: Option<String>,

@@ -45,6 +45,8 @@ pub struct Policy {
     pub missing_subset: Action,
     pub missing_host: Action,
     pub protect_in_use: Action,
+    /// RG109, a warning by default: `deny` makes it an error.
+    pub unreachable_routes: Action,
     /// Users whose errors become warnings (for example a rollout controller's service account).
     pub exempt_users: Vec<String>,
     pub version_label: String,
@@ -59,6 +61,7 @@ impl Default for Policy {
             missing_subset: Action::Deny,
             missing_host: Action::Deny,
             protect_in_use: Action::Deny,
+            unreachable_routes: Action::Warn,
             exempt_users: Vec::new(),
             version_label: "version".to_string(),
             mesh_root_namespace: "istio-system".to_string(),
@@ -106,6 +109,7 @@ impl Policy {
             Code::RG103 => Some(self.missing_subset),
             Code::RG104 => Some(self.missing_host),
             Code::RG201 | Code::RG303 => Some(self.protect_in_use),
+            Code::RG109 => Some(self.unreachable_routes),
             _ => None,
         }
     }
@@ -120,6 +124,10 @@ impl Policy {
                 let f = match self.action(f.code) {
                     Some(Action::Off) => return None,
                     Some(Action::Warn) if f.is_error() => f.with_severity(Severity::Warning),
+                    // A rule that warns by default is raised to an error by `deny`.
+                    Some(Action::Deny) if f.code.default_severity() == Severity::Warning => {
+                        f.with_severity(Severity::Error)
+                    }
                     _ => f,
                 };
                 Some(if exempt && f.is_error() { f.with_severity(Severity::Warning) } else { f })
@@ -173,5 +181,12 @@ mod tests {
         assert_eq!(out[1].severity, Severity::Error);
         let out = p.apply(vec![finding(Code::RG101)], Some("bot"));
         assert_eq!(out[0].severity, Severity::Warning);
+        // RG109 warns by default; deny raises it, off drops it; an exempt user still gets a warning.
+        let warned = finding(Code::RG109);
+        assert_eq!(Policy::default().apply(vec![warned.clone()], None)[0].severity, Severity::Warning);
+        let deny = from_yaml("unreachableRoutes: deny").expect("policy");
+        assert_eq!(deny.apply(vec![warned.clone()], None)[0].severity, Severity::Error);
+        assert_eq!(deny.apply(vec![warned.clone()], Some("bot")).len(), 1);
+        assert!(from_yaml("unreachableRoutes: off").expect("policy").apply(vec![warned], None).is_empty());
     }
 }

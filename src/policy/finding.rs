@@ -44,6 +44,8 @@ pub enum Code {
     RG106,
     RG107,
     RG108,
+    /// An http route that is never used, or a match that never fires.
+    RG109,
     RG201,
     RG202,
     RG203,
@@ -66,6 +68,7 @@ impl Code {
             Code::RG106 => "RG106",
             Code::RG107 => "RG107",
             Code::RG108 => "RG108",
+            Code::RG109 => "RG109",
             Code::RG201 => "RG201",
             Code::RG202 => "RG202",
             Code::RG203 => "RG203",
@@ -79,7 +82,7 @@ impl Code {
     /// The severity a code has unless the policy says otherwise.
     pub fn default_severity(self) -> Severity {
         match self {
-            Code::RG108 | Code::RG203 | Code::RG302 | Code::RG304 => Severity::Warning,
+            Code::RG108 | Code::RG109 | Code::RG203 | Code::RG302 | Code::RG304 => Severity::Warning,
             Code::RG301 => Severity::Info,
             _ => Severity::Error,
         }

@@ -2,6 +2,7 @@
 //! mirrors (RG105), and matches and CORS origins (RG106).
 
 mod matches;
+mod unreachable;
 pub(super) mod weights;
 
 use std::fmt::Write as _;
@@ -58,6 +59,7 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
             matches.cors_origins(&mut check.out, key, &at, &cors.allow_origins);
         }
     }
+    unreachable::check(&mut check.out, key, &spec.http);
     for (field, routes) in [("tcp", &spec.tcp), ("tls", &spec.tls)] {
         let list = FieldPath::new("spec").key(field);
         for (i, route) in routes.iter().enumerate() {

@@ -314,7 +314,8 @@ fn rg104_hosts_must_be_exported_to_the_route() {
     let found = check_with(
         &Policy::default(),
         objects,
-        json!({"http": [{"route": [{"destination": {"host": "vault.secure.svc.cluster.local"}, "weight": 50},
+        json!({"http": [{"match": [{"uri": {"prefix": "/vault"}}],
+                         "route": [{"destination": {"host": "vault.secure.svc.cluster.local"}, "weight": 50},
                                    {"destination": {"host": "partner.egress.svc.cluster.local"}, "weight": 50}]},
                         {"route": [{"destination": {"host": "details"}}]}]}),
     );
@@ -384,16 +385,19 @@ fn rg105_deprecated_mirror_percent() {
 
 #[test]
 fn rg106_matches_are_checked_in_place() {
-    let found = check(json!({"http": [{"route": [{"destination": {"host": "reviews"}}]},
+    let found = check(
+        json!({"http": [{"match": [{"uri": {"prefix": "/v1"}}], "route": [{"destination": {"host": "reviews"}}]},
                                       {"match": [{"uri": {"exact": "/a"}}, {"uri": {"prefix": "/", "exact": "/"}}],
-                                       "route": [{"destination": {"host": "reviews"}}]}]}));
+                                       "route": [{"destination": {"host": "reviews"}}]}]}),
+    );
     let f = only(found, Code::RG106, "spec.http[1].match[1].uri");
     assert_eq!(f.message, "uri sets exact and prefix, expected exactly one of exact, prefix, regex");
 }
 
 #[test]
 fn rg106_cors_origins_are_checked_in_place() {
-    let found = check(json!({"http": [{"route": [{"destination": {"host": "reviews"}}],
+    let found =
+        check(json!({"http": [{"match": [{"uri": {"prefix": "/v1"}}], "route": [{"destination": {"host": "reviews"}}],
                                        "corsPolicy": {"allowOrigins": [{"exact": "https://example.com"}],
                                                       "allowMethods": ["GET"], "maxAge": "24h"}},
                                       {"route": [{"destination": {"host": "reviews"}}],
