@@ -4,6 +4,8 @@
 //! shutdown.
 
 mod cluster_fake;
+#[path = "server_support/openmetrics.rs"]
+mod openmetrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,10 +160,26 @@ async fn serves_live_mode_end_to_end() {
     let body = post("v7").await;
     assert_eq!(body["response"]["allowed"], false, "{body}");
 
-    let metrics = reqwest::get(format!("{admin}/metrics")).await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("routeguard_cluster_synced 1"), "{metrics}");
-    assert!(metrics.contains("routeguard_cluster_rereads_total 2"), "{metrics}");
-    assert!(metrics.contains("routeguard_ready 1"), "{metrics}");
+    // A family with no series yet is left out of the exposition: one 404 gives the rejections one.
+    assert_eq!(reqwest::get(format!("{admin}/nowhere")).await.expect("404").status().as_u16(), 404);
+    let response = reqwest::get(format!("{admin}/metrics")).await.expect("metrics");
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    assert_eq!(content_type.as_deref(), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let metrics = response.text().await.expect("text");
+    // The server's registry and live mode's in one exposition, with one # EOF.
+    let families = openmetrics::parse(&metrics);
+    openmetrics::assert_families(&families, &openmetrics::SERVER_FAMILIES);
+    openmetrics::assert_families(&families, &openmetrics::CLUSTER_FAMILIES);
+    let value = |series: &str| openmetrics::value(&families, series);
+    assert_eq!(value("routeguard_cluster_synced"), Some(1.0), "{metrics}");
+    assert_eq!(value("routeguard_cluster_rereads_total"), Some(2.0), "{metrics}");
+    assert_eq!(value("routeguard_ready"), Some(1.0), "{metrics}");
+    assert_eq!(value("routeguard_http_rejected_total{status=\"404\",reason=\"NotFound\"}"), Some(1.0));
+    assert_eq!(
+        value("routeguard_cluster_kind_state{kind=\"VirtualService\",state=\"synced\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
 
     // The leader releases the Lease when shutdown starts.
     assert!(fake.eventually(WAIT, || cluster.status().is_leader()).await);

@@ -4,6 +4,8 @@
 
 #[path = "server_support/common.rs"]
 mod common;
+#[path = "server_support/openmetrics.rs"]
+mod openmetrics;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -315,8 +317,9 @@ async fn bad_input_table_gets_exact_answers_and_the_server_keeps_serving() {
         );
     }
     let text = state.metrics.render(routeguard::server::metrics::Live { snapshot_objects: 0, ready: true });
-    assert!(text.contains("routeguard_http_rejected_total{status=\"400\",reason=\"BadRequest\"} 5"), "{text}");
-    assert!(text.contains("routeguard_http_rejected_total{status=\"413\",reason=\"RequestEntityTooLarge\"} 1"));
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(has("routeguard_http_rejected_total{status=\"400\",reason=\"BadRequest\"} 5"), "{text}");
+    assert!(has("routeguard_http_rejected_total{status=\"413\",reason=\"RequestEntityTooLarge\"} 1"));
 }
 
 #[tokio::test]
@@ -331,7 +334,7 @@ async fn a_panicking_handler_is_a_500_for_that_request_only() {
     let good = review("CREATE", Some(&virtual_service(&[("v1", 100)])), None);
     assert_eq!(admit(&router, "/validate", &good).await["allowed"], true);
     let text = state.metrics.render(routeguard::server::metrics::Live { snapshot_objects: 0, ready: true });
-    assert!(text.contains("routeguard_handler_panics_total 1"), "{text}");
+    assert!(text.lines().any(|l| l == "routeguard_handler_panics_total 1"), "{text}");
 }
 
 async fn boom() -> &'static str {
@@ -355,19 +358,65 @@ async fn admin_router_serves_health_and_metrics() {
     assert_eq!(send(&admin, get("/readyz")).await.0, StatusCode::OK);
     let (status, content_type, body) = send(&admin, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(content_type.starts_with("text/plain; version=0.0.4"));
+    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
     let text = body.as_str().expect("text");
     for line in [
         "routeguard_admission_requests_total{endpoint=\"validate\",kind=\"VirtualService\",operation=\"CREATE\",decision=\"denied\"} 2",
         "routeguard_admission_requests_total{endpoint=\"mutate\",kind=\"Deployment\",operation=\"CREATE\",decision=\"patched\"} 1",
-        "routeguard_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"0.00005\"}",
+        "routeguard_admission_duration_seconds_bucket{le=\"+Inf\",endpoint=\"validate\"} 2",
         "routeguard_admission_duration_seconds_count{endpoint=\"validate\"} 2",
+        "routeguard_admission_duration_seconds_count{endpoint=\"mutate\"} 1",
         "routeguard_snapshot_objects 9",
         "routeguard_ready 1",
     ] {
-        assert!(text.contains(line), "missing {line}\n{text}");
+        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
     }
+    assert!(
+        text.lines()
+            .any(|l| l
+                .starts_with("routeguard_admission_duration_seconds_bucket{le=\"0.00005\",endpoint=\"validate\"} ")),
+        "{text}"
+    );
     state.readiness.drain();
     assert_eq!(send(&admin, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(send(&admin, get("/livez")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_are_one_openmetrics_exposition_with_every_family() {
+    let (router, state) = router(Policy::default());
+    let denied = review("CREATE", Some(&virtual_service(&[("v1", 50), ("v9", 50)])), None);
+    admit(&router, "/validate", &denied).await;
+    admit(&router, "/validate", &review("CREATE", Some(&virtual_service(&[("v1", 100)])), None)).await;
+    admit(&router, "/mutate", &review("CREATE", Some(&deployment("reviews-v4", "reviews", None)), None)).await;
+    let (status, _, _) = send(&router, post_json("/nowhere", "{}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let admin = app::admin_router(state.clone());
+    let (status, content_type, body) =
+        send(&admin, Request::get("/metrics").body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, routeguard::server::metrics::CONTENT_TYPE);
+    let text = body.as_str().expect("text");
+    let families = openmetrics::parse(text);
+    openmetrics::assert_families(&families, &openmetrics::SERVER_FAMILIES);
+    assert_eq!(families.len(), openmetrics::SERVER_FAMILIES.len(), "no family beyond these: {families:#?}");
+    assert!(families.keys().all(|name| !name.starts_with("routeguard_cluster_")), "live mode is off");
+    let value = |series: &str| openmetrics::value(&families, series);
+    let validate = |decision: &str| {
+        value(&format!(
+            "routeguard_admission_requests_total{{endpoint=\"validate\",kind=\"VirtualService\",operation=\"CREATE\",decision=\"{decision}\"}}"
+        ))
+    };
+    assert_eq!(validate("denied"), Some(1.0), "{text}");
+    assert_eq!(validate("allowed"), Some(1.0), "{text}");
+    assert_eq!(value("routeguard_http_rejected_total{status=\"404\",reason=\"NotFound\"}"), Some(1.0));
+    assert_eq!(value("routeguard_admission_duration_seconds_count{endpoint=\"validate\"}"), Some(2.0));
+    assert_eq!(value("routeguard_admission_duration_seconds_bucket{le=\"+Inf\",endpoint=\"mutate\"}"), Some(1.0));
+    // 14 bounds and +Inf for each endpoint.
+    let buckets =
+        families["routeguard_admission_duration_seconds"].samples.iter().filter(|(s, _)| s.contains("_bucket{"));
+    assert_eq!(buckets.count(), 2 * 15);
+    assert_eq!(value("routeguard_handler_panics_total"), Some(0.0));
+    assert_eq!(value("routeguard_ready"), Some(1.0));
+    assert_eq!(value(&format!("routeguard_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), Some(1.0));
 }

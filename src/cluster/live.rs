@@ -149,7 +149,13 @@ impl Live {
         }
     }
 
-    /// The Prometheus text of live mode.
+    /// Appends live mode's metric families to `out` (no `# EOF`: see
+    /// [`ClusterStatus::encode`]).
+    pub fn encode_metrics(&self, out: &mut String) -> std::fmt::Result {
+        self.index.status.encode(out, &self.index.live.current())
+    }
+
+    /// The complete OpenMetrics exposition of live mode alone (tests and logs).
     pub fn render_metrics(&self) -> String {
         self.index.status.render(&self.index.live.current())
     }

@@ -1,11 +1,23 @@
 //! What live mode reports: sync state per kind (what `/readyz` waits for),
-//! objects per kind, watch errors, reconcile and lease counters, rendered in
-//! the Prometheus text format for the server's `/metrics`.
+//! objects per kind, watch errors, reconcile and lease counters, kept in a
+//! `prometheus-client` [`Registry`] of its own (see [`crate::server::metrics`]
+//! for why this crate) that the server's `/metrics` encodes after its own
+//! families, in the same OpenMetrics response.
+//!
+//! Per-kind state and object counts are gauges set at scrape time from the
+//! kinds map and the current snapshot; everything else is counted as it happens.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::model::Kind;
 use crate::policy::Snapshot;
@@ -27,6 +39,8 @@ pub enum KindState {
 }
 
 impl KindState {
+    const ALL: [KindState; 4] = [KindState::Discovering, KindState::Absent, KindState::Syncing, KindState::Synced];
+
     fn as_str(self) -> &'static str {
         match self {
             KindState::Discovering => "discovering",
@@ -43,25 +57,127 @@ struct KindInfo {
     version: Option<String>,
     /// Scopes watched and whether each completed a list.
     scopes: BTreeMap<Scope, bool>,
-    watch_errors: u64,
-    relists: u64,
+}
+
+/// Labels of the per-kind families.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+impl KindLabels {
+    fn of(kind: Kind) -> KindLabels {
+        KindLabels { kind: kind.as_str() }
+    }
+}
+
+/// Labels of `routeguard_cluster_kind_state`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    kind: &'static str,
+    state: &'static str,
 }
 
 /// Sync state and counters of live mode, shared by its tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterStatus {
     kinds: Mutex<BTreeMap<Kind, KindInfo>>,
     ready: AtomicBool,
     leader: AtomicBool,
-    reconciles: AtomicU64,
-    reconcile_errors: AtomicU64,
-    applied: AtomicU64,
-    pruned: AtomicU64,
-    rereads: AtomicU64,
-    reread_errors: AtomicU64,
-    lease_transitions: AtomicU64,
-    snapshot_clones: AtomicU64,
+    registry: Registry,
+    objects: Family<KindLabels, Gauge>,
+    kind_state: Family<StateLabels, Gauge>,
+    watch_errors: Family<KindLabels, Counter>,
+    relists: Family<KindLabels, Counter>,
+    synced_gauge: Gauge,
+    leader_gauge: Gauge,
+    reconciles: Counter,
+    reconcile_errors: Counter,
+    applied: Counter,
+    pruned: Counter,
+    rereads: Counter,
+    reread_errors: Counter,
+    lease_transitions: Counter,
+    snapshot_clones: Counter,
     leader_notify: tokio::sync::Notify,
+}
+
+impl Default for ClusterStatus {
+    fn default() -> ClusterStatus {
+        let mut registry = Registry::default();
+        // Counters are registered without `_total`; the encoder appends it to
+        // the samples. The registry ends each help text with a period.
+        let objects = Family::<KindLabels, Gauge>::default();
+        registry.register("routeguard_cluster_objects", "Objects in the live index, by kind", objects.clone());
+        let kind_state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "routeguard_cluster_kind_state",
+            "1 for the state each watched kind is in",
+            kind_state.clone(),
+        );
+        let watch_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "routeguard_cluster_watch_errors",
+            "Watch errors by kind (each backs off and resyncs)",
+            watch_errors.clone(),
+        );
+        let relists = Family::<KindLabels, Counter>::default();
+        registry.register("routeguard_cluster_relists", "Complete relists after the first, by kind", relists.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let synced_gauge =
+            gauge(&mut registry, "routeguard_cluster_synced", "1 once every present kind completed its first list");
+        let leader_gauge =
+            gauge(&mut registry, "routeguard_cluster_leader", "1 while this replica holds the lease and reconciles");
+        let lease_transitions = counter(
+            &mut registry,
+            "routeguard_cluster_lease_transitions",
+            "Times this replica gained or lost the lease",
+        );
+        let reconciles = counter(&mut registry, "routeguard_cluster_reconciles", "Reconciles of the generated objects");
+        let reconcile_errors =
+            counter(&mut registry, "routeguard_cluster_reconcile_errors", "Apply or delete calls that failed");
+        let applied = counter(&mut registry, "routeguard_cluster_applied", "Generated objects applied");
+        let pruned = counter(&mut registry, "routeguard_cluster_pruned", "Generated objects or subsets pruned");
+        let rereads =
+            counter(&mut registry, "routeguard_cluster_rereads", "Re-reads before a refusal for a missing object");
+        let reread_errors =
+            counter(&mut registry, "routeguard_cluster_reread_errors", "Re-reads that failed or timed out");
+        let snapshot_clones = counter(
+            &mut registry,
+            "routeguard_cluster_snapshot_clones",
+            "Publishes that cloned the index (a reader held the spare copy)",
+        );
+        ClusterStatus {
+            kinds: Mutex::default(),
+            ready: AtomicBool::default(),
+            leader: AtomicBool::default(),
+            registry,
+            objects,
+            kind_state,
+            watch_errors,
+            relists,
+            synced_gauge,
+            leader_gauge,
+            reconciles,
+            reconcile_errors,
+            applied,
+            pruned,
+            rereads,
+            reread_errors,
+            lease_transitions,
+            snapshot_clones,
+            leader_notify: tokio::sync::Notify::default(),
+        }
+    }
 }
 
 impl ClusterStatus {
@@ -71,9 +187,16 @@ impl ClusterStatus {
         if let Ok(mut map) = status.kinds.lock() {
             for kind in kinds {
                 map.insert(*kind, KindInfo::default());
+                status.zero_counters(*kind);
             }
         }
         status
+    }
+
+    /// Creates the kind's counters so they are exposed (at 0) before anything happened.
+    fn zero_counters(&self, kind: Kind) {
+        self.watch_errors.get_or_create(&KindLabels::of(kind)).inc_by(0);
+        self.relists.get_or_create(&KindLabels::of(kind)).inc_by(0);
     }
 
     /// True once every kind is either absent or synced (it stays true).
@@ -83,7 +206,11 @@ impl ClusterStatus {
 
     fn update(&self, kind: Kind, change: impl FnOnce(&mut KindInfo)) {
         if let Ok(mut map) = self.kinds.lock() {
-            change(map.entry(kind).or_default());
+            let info = map.entry(kind).or_insert_with(|| {
+                self.zero_counters(kind);
+                KindInfo::default()
+            });
+            change(info);
             let all = map.values().all(|k| matches!(k.state, KindState::Absent | KindState::Synced));
             if all && !map.is_empty() {
                 self.ready.store(true, Ordering::SeqCst);
@@ -114,7 +241,7 @@ impl ClusterStatus {
         self.update(scope.kind, |k| {
             if let Some(done) = k.scopes.get_mut(scope) {
                 if *done {
-                    k.relists += 1;
+                    self.relists.get_or_create(&KindLabels::of(scope.kind)).inc();
                 }
                 *done = true;
             }
@@ -126,7 +253,9 @@ impl ClusterStatus {
 
     /// A watch of `kind` failed (it backs off and resyncs).
     pub fn watch_error(&self, kind: Kind) {
-        self.update(kind, |k| k.watch_errors += 1);
+        self.update(kind, |_| {
+            self.watch_errors.get_or_create(&KindLabels::of(kind)).inc();
+        });
     }
 
     /// The state of one kind.
@@ -147,7 +276,7 @@ impl ClusterStatus {
     /// Records leadership; counts changes.
     pub fn set_leader(&self, leader: bool) {
         if self.leader.swap(leader, Ordering::SeqCst) != leader {
-            self.lease_transitions.fetch_add(1, Ordering::Relaxed);
+            self.lease_transitions.inc();
             self.leader_notify.notify_one();
         }
     }
@@ -159,124 +288,55 @@ impl ClusterStatus {
 
     /// Counts one reconcile and its results.
     pub fn reconciled(&self, applied: u64, pruned: u64, errors: u64) {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
-        self.applied.fetch_add(applied, Ordering::Relaxed);
-        self.pruned.fetch_add(pruned, Ordering::Relaxed);
-        self.reconcile_errors.fetch_add(errors, Ordering::Relaxed);
+        self.reconciles.inc();
+        self.applied.inc_by(applied);
+        self.pruned.inc_by(pruned);
+        self.reconcile_errors.inc_by(errors);
     }
 
     /// Counts a re-read on the admission path (`failed`: it did not complete).
     pub fn reread(&self, failed: bool) {
-        self.rereads.fetch_add(1, Ordering::Relaxed);
+        self.rereads.inc();
         if failed {
-            self.reread_errors.fetch_add(1, Ordering::Relaxed);
+            self.reread_errors.inc();
         }
     }
 
-    /// Records how many publishes had to clone the index.
+    /// Records how many publishes had to clone the index (a running total kept
+    /// by the index, so the counter is set to it rather than incremented).
     pub fn set_snapshot_clones(&self, clones: u64) {
-        self.snapshot_clones.store(clones, Ordering::Relaxed);
+        self.snapshot_clones.inner().store(clones, Ordering::Relaxed);
     }
 
     /// Objects applied so far (tests and logs).
     pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
+        self.applied.get()
     }
 
-    /// The Prometheus text of live mode, with per-kind object counts from `snapshot`.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
-        let mut out = String::with_capacity(2048);
-        let Ok(kinds) = self.kinds.lock() else { return out };
-        header(&mut out, "routeguard_cluster_objects", "gauge", "Objects in the live index, by kind.");
-        for kind in kinds.keys() {
-            let _ = writeln!(out, "routeguard_cluster_objects{{kind=\"{kind}\"}} {}", snapshot.count(*kind));
-        }
-        header(&mut out, "routeguard_cluster_kind_state", "gauge", "1 for the state each watched kind is in.");
-        for (kind, info) in kinds.iter() {
-            for state in [KindState::Discovering, KindState::Absent, KindState::Syncing, KindState::Synced] {
-                let on = u8::from(info.state == state);
-                let _ =
-                    writeln!(out, "routeguard_cluster_kind_state{{kind=\"{kind}\",state=\"{}\"}} {on}", state.as_str());
+    /// Appends live mode's families to `out`, with per-kind object counts from
+    /// `snapshot`, without the closing `# EOF` (the server's `/metrics` adds it).
+    pub fn encode(&self, out: &mut String, snapshot: &Snapshot) -> fmt::Result {
+        if let Ok(kinds) = self.kinds.lock() {
+            for (kind, info) in kinds.iter() {
+                let count = i64::try_from(snapshot.count(*kind)).unwrap_or(i64::MAX);
+                self.objects.get_or_create(&KindLabels::of(*kind)).set(count);
+                for state in KindState::ALL {
+                    let labels = StateLabels { kind: kind.as_str(), state: state.as_str() };
+                    self.kind_state.get_or_create(&labels).set(i64::from(info.state == state));
+                }
             }
         }
-        header(
-            &mut out,
-            "routeguard_cluster_watch_errors_total",
-            "counter",
-            "Watch errors by kind (each backs off and resyncs).",
-        );
-        for (kind, info) in kinds.iter() {
-            let _ = writeln!(out, "routeguard_cluster_watch_errors_total{{kind=\"{kind}\"}} {}", info.watch_errors);
-        }
-        header(&mut out, "routeguard_cluster_relists_total", "counter", "Complete relists after the first, by kind.");
-        for (kind, info) in kinds.iter() {
-            let _ = writeln!(out, "routeguard_cluster_relists_total{{kind=\"{kind}\"}} {}", info.relists);
-        }
-        drop(kinds);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let scalars = [
-            (
-                "routeguard_cluster_synced",
-                "gauge",
-                "1 once every present kind completed its first list.",
-                u8::from(self.is_synced()).to_string(),
-            ),
-            (
-                "routeguard_cluster_leader",
-                "gauge",
-                "1 while this replica holds the lease and reconciles.",
-                u8::from(self.is_leader()).to_string(),
-            ),
-            (
-                "routeguard_cluster_lease_transitions_total",
-                "counter",
-                "Times this replica gained or lost the lease.",
-                load(&self.lease_transitions),
-            ),
-            (
-                "routeguard_cluster_reconciles_total",
-                "counter",
-                "Reconciles of the generated objects.",
-                load(&self.reconciles),
-            ),
-            (
-                "routeguard_cluster_reconcile_errors_total",
-                "counter",
-                "Apply or delete calls that failed.",
-                load(&self.reconcile_errors),
-            ),
-            ("routeguard_cluster_applied_total", "counter", "Generated objects applied.", load(&self.applied)),
-            ("routeguard_cluster_pruned_total", "counter", "Generated objects or subsets pruned.", load(&self.pruned)),
-            (
-                "routeguard_cluster_rereads_total",
-                "counter",
-                "Re-reads before a refusal for a missing object.",
-                load(&self.rereads),
-            ),
-            (
-                "routeguard_cluster_reread_errors_total",
-                "counter",
-                "Re-reads that failed or timed out.",
-                load(&self.reread_errors),
-            ),
-            (
-                "routeguard_cluster_snapshot_clones_total",
-                "counter",
-                "Publishes that cloned the index (a reader held the spare copy).",
-                load(&self.snapshot_clones),
-            ),
-        ];
-        for (name, kind, help, value) in scalars {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
+        self.synced_gauge.set(i64::from(self.is_synced()));
+        self.leader_gauge.set(i64::from(self.is_leader()));
+        encode_registry(out, &self.registry)
+    }
+
+    /// The complete OpenMetrics exposition of live mode alone, `# EOF` included.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = self.encode(&mut out, snapshot).and_then(|()| encode_eof(&mut out));
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
@@ -302,12 +362,17 @@ mod tests {
         status.synced(&web);
         assert!(status.is_synced());
         let text = status.render(&Snapshot::for_policy(&Policy::default()));
-        assert!(text.contains("routeguard_cluster_kind_state{kind=\"HTTPRoute\",state=\"absent\"} 1"), "{text}");
-        assert!(text.contains("routeguard_cluster_kind_state{kind=\"Service\",state=\"synced\"} 1"));
-        assert!(text.contains("routeguard_cluster_watch_errors_total{kind=\"Service\"} 1"));
-        assert!(text.contains("routeguard_cluster_relists_total{kind=\"Service\"} 1"));
-        assert!(text.contains("routeguard_cluster_objects{kind=\"Service\"} 0"));
-        assert!(text.contains("routeguard_cluster_synced 1"));
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has("routeguard_cluster_kind_state{kind=\"HTTPRoute\",state=\"absent\"} 1"), "{text}");
+        assert!(has("routeguard_cluster_kind_state{kind=\"HTTPRoute\",state=\"synced\"} 0"));
+        assert!(has("routeguard_cluster_kind_state{kind=\"Service\",state=\"synced\"} 1"));
+        assert!(has("routeguard_cluster_watch_errors_total{kind=\"Service\"} 1"));
+        assert!(has("routeguard_cluster_watch_errors_total{kind=\"HTTPRoute\"} 0"));
+        assert!(has("routeguard_cluster_relists_total{kind=\"Service\"} 1"));
+        assert!(has("routeguard_cluster_objects{kind=\"Service\"} 0"));
+        assert!(has("routeguard_cluster_synced 1"));
+        assert!(has("# TYPE routeguard_cluster_watch_errors counter"));
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]
@@ -317,7 +382,11 @@ mod tests {
         status.set_leader(true);
         status.set_leader(false);
         assert!(!status.is_leader());
+        status.set_snapshot_clones(3);
         let text = status.render(&Snapshot::for_policy(&Policy::default()));
-        assert!(text.contains("routeguard_cluster_lease_transitions_total 2"), "{text}");
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has("routeguard_cluster_lease_transitions_total 2"), "{text}");
+        assert!(has("routeguard_cluster_leader 0"));
+        assert!(has("routeguard_cluster_snapshot_clones_total 3"));
     }
 }

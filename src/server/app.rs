@@ -14,6 +14,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use prometheus_client::encoding::text::encode_eof;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admission::{Admission, AdmissionError, Decided, Endpoint, Summary};
@@ -217,9 +218,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let live = Live { snapshot_objects: state.admission.snapshots().current().len(), ready: state.is_ready() };
-    let mut text = state.metrics.render(live);
-    if let Some(cluster) = &state.cluster {
-        text.push_str(&cluster.render_metrics());
+    // Both registries (the server's and live mode's) in one exposition, one `# EOF`.
+    let mut text = String::with_capacity(8192);
+    let encoded = state
+        .metrics
+        .encode(&mut text, live)
+        .and_then(|()| state.cluster.as_ref().map_or(Ok(()), |cluster| cluster.encode_metrics(&mut text)))
+        .and_then(|()| encode_eof(&mut text));
+    if let Err(e) = encoded {
+        tracing::error!(error = %e, "cannot encode the metrics");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n").into_response();
     }
     ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -1,11 +1,32 @@
-//! Prometheus metrics, hand-rolled: a few counters, gauges and one histogram
-//! per endpoint, rendered in the text exposition format.
+//! Prometheus metrics of the server, kept and encoded by `prometheus-client`:
+//! the Prometheus project's own Rust client (the one linkerd2's policy
+//! controller uses), so the exposition follows OpenMetrics 1.0 exactly
+//! (escaping, `# TYPE` and `# HELP`, `_total` suffixes, the closing `# EOF`)
+//! without code of ours to keep right.
+//!
+//! One [`Registry`] per [`Metrics`] holds every server family. Live mode keeps
+//! its own registry in [`ClusterStatus`](crate::cluster::metrics::ClusterStatus);
+//! `/metrics` encodes both into one response ([`Metrics::encode`] and then the
+//! cluster's, without `# EOF`) and closes it with one [`encode_eof`]. Values read
+//! at scrape time (objects in the snapshot, readiness) are gauges set just
+//! before encoding.
+//!
+//! The hot path stays a few atomic operations: the latency histograms and the
+//! scalar counters are handles created once; the admission and rejection
+//! counters are [`Family`] entries looked up under a read lock, allocated only
+//! the first time a label set is seen (their labels are `&'static str`, and
+//! `kind` is folded to the known kinds or `other`, so the sets stay bounded).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::fmt;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::admission::{Endpoint, Summary};
 use crate::model::Kind;
@@ -14,57 +35,56 @@ use crate::model::Kind;
 pub const LATENCY_BUCKETS: [f64; 14] =
     [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
-/// The content type of [`Metrics::render`].
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of [`Metrics::render`]: the OpenMetrics text format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// A latency histogram with fixed buckets.
-#[derive(Debug, Default)]
-struct Histogram {
-    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// Labels of `routeguard_admission_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    kind: &'static str,
+    operation: &'static str,
+    decision: &'static str,
 }
 
-impl Histogram {
-    fn observe(&self, latency: Duration) {
-        let seconds = latency.as_secs_f64();
-        let slot = LATENCY_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count.load(Ordering::Relaxed));
-    }
+/// Labels of `routeguard_http_rejected_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RejectedLabels {
+    status: u16,
+    reason: &'static str,
 }
 
-/// Labels of one admission counter.
-type RequestLabels = (&'static str, &'static str, &'static str, &'static str);
+/// Labels of `routeguard_admission_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+/// Labels of `routeguard_build_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
 
 /// Every metric the server exposes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestLabels, u64>>,
-    rejected: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    rejected: Family<RejectedLabels, Counter>,
     validate_latency: Histogram,
     mutate_latency: Histogram,
-    cert_not_after: AtomicI64,
-    cert_reloads: AtomicU64,
-    cert_reload_errors: AtomicU64,
-    panics: AtomicU64,
-    plain_http: AtomicU64,
+    snapshot_objects: Gauge,
+    ready: Gauge,
+    cert_not_after: Gauge,
+    cert_reloads: Counter,
+    cert_reload_errors: Counter,
+    panics: Counter,
+    plain_http: Counter,
 }
 
 /// Values read at scrape time rather than stored.
@@ -76,26 +96,102 @@ pub struct Live {
     pub ready: bool,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        // Counters are registered without `_total`: the encoder appends it to
+        // the sample (`# TYPE routeguard_admission_requests counter`,
+        // `routeguard_admission_requests_total{...} 2`), as OpenMetrics names them.
+        // The registry ends each help text with a period of its own.
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "routeguard_admission_requests",
+            "Admission requests by endpoint, kind, operation and decision",
+            requests.clone(),
+        );
+        let latency = Family::<EndpointLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "routeguard_admission_duration_seconds",
+            "Time from request received to response ready",
+            latency.clone(),
+        );
+        let rejected = Family::<RejectedLabels, Counter>::default();
+        registry.register(
+            "routeguard_http_rejected",
+            "Requests answered with an error status, by status and reason",
+            rejected.clone(),
+        );
+        let snapshot_objects = Gauge::default();
+        registry.register(
+            "routeguard_snapshot_objects",
+            "Objects in the snapshot requests are judged against",
+            snapshot_objects.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register("routeguard_ready", "1 while /readyz answers 200", ready.clone());
+        let cert_not_after = Gauge::default();
+        registry.register(
+            "routeguard_tls_cert_not_after_seconds",
+            "Expiry of the serving certificate, seconds since the Unix epoch",
+            cert_not_after.clone(),
+        );
+        let cert_reloads = Counter::default();
+        registry.register("routeguard_tls_cert_reloads", "Serving certificate reloads", cert_reloads.clone());
+        let cert_reload_errors = Counter::default();
+        registry.register(
+            "routeguard_tls_cert_reload_errors",
+            "Reloads that failed; the previous certificate stayed",
+            cert_reload_errors.clone(),
+        );
+        let panics = Counter::default();
+        registry.register("routeguard_handler_panics", "Handler panics answered with a 500", panics.clone());
+        let plain_http = Counter::default();
+        registry.register(
+            "routeguard_plain_http_rejected",
+            "Plain-HTTP requests refused on the TLS port",
+            plain_http.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("routeguard_build_info", "Always 1; the version is a label", build);
+        Metrics {
+            registry,
+            requests,
+            rejected,
+            validate_latency: latency.get_or_create_owned(&EndpointLabels { endpoint: Endpoint::Validate.as_str() }),
+            mutate_latency: latency.get_or_create_owned(&EndpointLabels { endpoint: Endpoint::Mutate.as_str() }),
+            snapshot_objects,
+            ready,
+            cert_not_after,
+            cert_reloads,
+            cert_reload_errors,
+            panics,
+            plain_http,
+        }
+    }
+}
+
 impl Metrics {
     /// Counts one reviewed admission request and its latency.
     pub fn admission(&self, endpoint: Endpoint, summary: &Summary, latency: Duration) {
-        let labels = (endpoint.as_str(), kind_label(&summary.kind), summary.operation, summary.decision.as_str());
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry(labels).or_default() += 1;
-        }
-        self.latency(endpoint).observe(latency);
+        let labels = RequestLabels {
+            endpoint: endpoint.as_str(),
+            kind: kind_label(&summary.kind),
+            operation: summary.operation,
+            decision: summary.decision.as_str(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency(endpoint).observe(latency.as_secs_f64());
     }
 
     /// Counts a request answered with an error status (400, 404, 413, 415, 500) and why.
     pub fn rejected(&self, status: u16, reason: &'static str) {
-        if let Ok(mut map) = self.rejected.lock() {
-            *map.entry((status, reason)).or_default() += 1;
-        }
+        self.rejected.get_or_create(&RejectedLabels { status, reason }).inc();
     }
 
     /// Records the latency of a request that ended in an error.
     pub fn error_latency(&self, endpoint: Endpoint, latency: Duration) {
-        self.latency(endpoint).observe(latency);
+        self.latency(endpoint).observe(latency.as_secs_f64());
     }
 
     fn latency(&self, endpoint: Endpoint) -> &Histogram {
@@ -107,125 +203,48 @@ impl Metrics {
 
     /// Sets the serving certificate's expiry (seconds since the Unix epoch).
     pub fn set_cert_not_after(&self, unix_seconds: i64) {
-        self.cert_not_after.store(unix_seconds, Ordering::Relaxed);
+        self.cert_not_after.set(unix_seconds);
     }
 
     /// Counts a successful certificate reload.
     pub fn cert_reloaded(&self) {
-        self.cert_reloads.fetch_add(1, Ordering::Relaxed);
+        self.cert_reloads.inc();
     }
 
     /// Counts a reload that failed (the previous certificate stays).
     pub fn cert_reload_failed(&self) {
-        self.cert_reload_errors.fetch_add(1, Ordering::Relaxed);
+        self.cert_reload_errors.inc();
     }
 
     /// Counts a handler panic turned into a 500.
     pub fn panicked(&self) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
+        self.panics.inc();
     }
 
     /// Counts a plain-HTTP request on the TLS port.
     pub fn plain_http(&self) {
-        self.plain_http.fetch_add(1, Ordering::Relaxed);
+        self.plain_http.inc();
     }
 
     /// Successful certificate reloads so far.
     pub fn cert_reloads(&self) -> u64 {
-        self.cert_reloads.load(Ordering::Relaxed)
+        self.cert_reloads.get()
     }
 
-    /// The Prometheus text exposition.
+    /// Appends the server's families to `out`, without the closing `# EOF`
+    /// (so another registry's families can follow in the same response).
+    pub fn encode(&self, out: &mut String, live: Live) -> fmt::Result {
+        self.snapshot_objects.set(i64::try_from(live.snapshot_objects).unwrap_or(i64::MAX));
+        self.ready.set(i64::from(live.ready));
+        encode_registry(out, &self.registry)
+    }
+
+    /// The complete OpenMetrics exposition of the server alone, `# EOF` included.
     pub fn render(&self, live: Live) -> String {
         let mut out = String::with_capacity(4096);
-        header(
-            &mut out,
-            "routeguard_admission_requests_total",
-            "counter",
-            "Admission requests by endpoint, kind, operation and decision.",
-        );
-        if let Ok(map) = self.requests.lock() {
-            for ((endpoint, kind, operation, decision), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "routeguard_admission_requests_total{{endpoint=\"{endpoint}\",kind=\"{kind}\",operation=\"{operation}\",decision=\"{decision}\"}} {n}"
-                );
-            }
-        }
-        header(
-            &mut out,
-            "routeguard_admission_duration_seconds",
-            "histogram",
-            "Time from request received to response ready.",
-        );
-        self.validate_latency.render(&mut out, "routeguard_admission_duration_seconds", "endpoint=\"validate\"");
-        self.mutate_latency.render(&mut out, "routeguard_admission_duration_seconds", "endpoint=\"mutate\"");
-        header(
-            &mut out,
-            "routeguard_http_rejected_total",
-            "counter",
-            "Requests answered with an error status, by status and reason.",
-        );
-        if let Ok(map) = self.rejected.lock() {
-            for ((status, reason), n) in map.iter() {
-                let _ = writeln!(out, "routeguard_http_rejected_total{{status=\"{status}\",reason=\"{reason}\"}} {n}");
-            }
-        }
-        let gauges: [(&str, &str, &str, String); 8] = [
-            (
-                "routeguard_snapshot_objects",
-                "gauge",
-                "Objects in the snapshot requests are judged against.",
-                live.snapshot_objects.to_string(),
-            ),
-            ("routeguard_ready", "gauge", "1 while /readyz answers 200.", u8::from(live.ready).to_string()),
-            (
-                "routeguard_tls_cert_not_after_seconds",
-                "gauge",
-                "Expiry of the serving certificate, seconds since the Unix epoch.",
-                self.cert_not_after.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "routeguard_tls_cert_reloads_total",
-                "counter",
-                "Serving certificate reloads.",
-                self.cert_reloads.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "routeguard_tls_cert_reload_errors_total",
-                "counter",
-                "Reloads that failed; the previous certificate stayed.",
-                self.cert_reload_errors.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "routeguard_handler_panics_total",
-                "counter",
-                "Handler panics answered with a 500.",
-                self.panics.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "routeguard_plain_http_rejected_total",
-                "counter",
-                "Plain-HTTP requests refused on the TLS port.",
-                self.plain_http.load(Ordering::Relaxed).to_string(),
-            ),
-            ("routeguard_build_info", "gauge", "Always 1; the version is a label.", String::new()),
-        ];
-        for (name, kind, help, value) in gauges {
-            header(&mut out, name, kind, help);
-            if name == "routeguard_build_info" {
-                let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-            } else {
-                let _ = writeln!(out, "{name} {value}");
-            }
-        }
+        let _ = self.encode(&mut out, live).and_then(|()| encode_eof(&mut out));
         out
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// The kind label: one of the kinds routeguard knows, else `other` (label
@@ -263,15 +282,31 @@ mod tests {
         m.set_cert_not_after(1_900_000_000);
         m.cert_reloaded();
         let text = m.render(Live { snapshot_objects: 7, ready: true });
-        assert!(text.contains("routeguard_admission_requests_total{endpoint=\"validate\",kind=\"VirtualService\",operation=\"CREATE\",decision=\"denied\"} 2"), "{text}");
-        assert!(text.contains("kind=\"other\",operation=\"CREATE\",decision=\"unhandled\"} 1"));
-        assert!(text.contains("routeguard_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"0.00005\"} 1"));
-        assert!(text.contains("routeguard_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"0.0005\"} 2"));
-        assert!(text.contains("routeguard_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"1\"} 2"));
-        assert!(text.contains("routeguard_admission_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 3"));
-        assert!(text.contains("routeguard_admission_duration_seconds_count{endpoint=\"validate\"} 3"));
-        assert!(text.contains("routeguard_snapshot_objects 7"));
-        assert!(text.contains("routeguard_tls_cert_not_after_seconds 1900000000"));
-        assert!(text.contains("routeguard_tls_cert_reloads_total 1"));
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has("# TYPE routeguard_admission_requests counter"), "{text}");
+        assert!(has("# HELP routeguard_ready 1 while /readyz answers 200."));
+        assert!(
+            has(
+                "routeguard_admission_requests_total{endpoint=\"validate\",kind=\"VirtualService\",operation=\"CREATE\",decision=\"denied\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(has(
+            "routeguard_admission_requests_total{endpoint=\"validate\",kind=\"other\",operation=\"CREATE\",decision=\"unhandled\"} 1"
+        ));
+        assert!(has("# TYPE routeguard_admission_duration_seconds histogram"));
+        assert!(has("routeguard_admission_duration_seconds_bucket{le=\"0.00005\",endpoint=\"validate\"} 1"), "{text}");
+        assert!(has("routeguard_admission_duration_seconds_bucket{le=\"0.0005\",endpoint=\"validate\"} 2"));
+        assert!(has("routeguard_admission_duration_seconds_bucket{le=\"1.0\",endpoint=\"validate\"} 2"));
+        assert!(has("routeguard_admission_duration_seconds_bucket{le=\"+Inf\",endpoint=\"validate\"} 3"));
+        assert!(has("routeguard_admission_duration_seconds_count{endpoint=\"validate\"} 3"));
+        assert!(has("routeguard_admission_duration_seconds_count{endpoint=\"mutate\"} 0"));
+        assert!(has("routeguard_snapshot_objects 7"));
+        assert!(has("routeguard_ready 1"));
+        assert!(has("routeguard_tls_cert_not_after_seconds 1900000000"));
+        assert!(has("routeguard_tls_cert_reloads_total 1"));
+        assert!(has("routeguard_tls_cert_reload_errors_total 0"));
+        assert!(has(&format!("routeguard_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
+        assert!(text.ends_with("# EOF\n"));
     }
 }
