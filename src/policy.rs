@@ -9,6 +9,7 @@ pub mod generate;
 pub mod hosts;
 pub mod http_route;
 pub mod in_use;
+pub mod ports;
 pub mod routes;
 pub mod service_entry;
 pub mod snapshot;

@@ -362,6 +362,7 @@ fn the_example_policy_is_accepted_and_keeps_the_documented_results() {
         "missingHost",
         "protectInUse",
         "unreachableRoutes",
+        "destinationPorts",
         "exemptUsers",
         "versionLabel",
         "meshRootNamespace",

@@ -47,6 +47,8 @@ pub struct Policy {
     pub protect_in_use: Action,
     /// RG109, a warning by default: `deny` makes it an error.
     pub unreachable_routes: Action,
+    /// RG110.
+    pub destination_ports: Action,
     /// Users whose errors become warnings (for example a rollout controller's service account).
     pub exempt_users: Vec<String>,
     pub version_label: String,
@@ -62,6 +64,7 @@ impl Default for Policy {
             missing_host: Action::Deny,
             protect_in_use: Action::Deny,
             unreachable_routes: Action::Warn,
+            destination_ports: Action::Deny,
             exempt_users: Vec::new(),
             version_label: "version".to_string(),
             mesh_root_namespace: "istio-system".to_string(),
@@ -110,6 +113,7 @@ impl Policy {
             Code::RG104 => Some(self.missing_host),
             Code::RG201 | Code::RG303 => Some(self.protect_in_use),
             Code::RG109 => Some(self.unreachable_routes),
+            Code::RG110 => Some(self.destination_ports),
             _ => None,
         }
     }

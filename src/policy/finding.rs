@@ -46,6 +46,8 @@ pub enum Code {
     RG108,
     /// An http route that is never used, or a match that never fires.
     RG109,
+    /// A destination port that is ambiguous or that the Service does not expose.
+    RG110,
     RG201,
     RG202,
     RG203,
@@ -69,6 +71,7 @@ impl Code {
             Code::RG107 => "RG107",
             Code::RG108 => "RG108",
             Code::RG109 => "RG109",
+            Code::RG110 => "RG110",
             Code::RG201 => "RG201",
             Code::RG202 => "RG202",
             Code::RG203 => "RG203",

@@ -4,7 +4,7 @@ use crate::model::gateway::{BackendRef, HttpRouteFilter, HttpRouteSpec, RequestM
 use crate::model::{FieldPath, Kind, ObjectKey, Spec};
 
 use super::routes::weights::{self, Weighted};
-use super::{Code, Context, Finding, hosts};
+use super::{Code, Context, Finding, hosts, ports};
 
 /// How the Gateway API counts weights: relative, and a missing weight is 1.
 const GATEWAY_WEIGHTS: Weighted = Weighted { item: "backendRef", missing: 1, relative: true };
@@ -57,12 +57,13 @@ impl Check<'_> {
         let route_ns = self.key.namespace.as_str();
         let target_ns = backend.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(route_ns);
         let host = hosts::service_host(name, target_ns, self.ctx.snapshot.domain());
-        if self.ctx.snapshot.service(&host).is_none() {
-            self.push(
+        match self.ctx.snapshot.service(&host) {
+            Some(service) => ports::check_backend(&mut self.out, self.key, at, service, backend.port),
+            None => self.push(
                 Code::RG107,
                 at.key("name"),
                 format!("service {target_ns}/{name} does not exist; expected an existing service (create it or fix the backendRef)"),
-            );
+            ),
         }
         if target_ns != route_ns && !self.granted(route_ns, target_ns, name) {
             self.push(

@@ -11,7 +11,7 @@ use crate::model::istio::{Destination, HttpRoute, RouteDestination, VirtualServi
 use crate::model::{FieldPath, ObjectKey};
 
 use super::visibility::{self, Clients};
-use super::{Action, Code, Context, Finding, Resolution, Severity, hosts};
+use super::{Action, Code, Context, Finding, Resolution, Severity, hosts, ports};
 use matches::Matches;
 use weights::Weighted;
 
@@ -37,7 +37,19 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
         .iter()
         .map(|host| {
             let clients = visibility::clients(ctx.snapshot, &key.namespace, spec, host);
-            let lookups = clients.into_iter().map(|c| (c, visibility::resolve(ctx.snapshot, c, host))).collect();
+            let mut lookups: Vec<(Clients<'_>, Option<Resolution<'_>>)> = Vec::with_capacity(clients.len());
+            for c in clients {
+                // The common case costs one lookup: other namespaces see what the route's own sees
+                // when that is the host's namespace's rules, all exported everywhere.
+                if c == Clients::Others
+                    && let Some((_, Some(own))) = lookups.first()
+                    && visibility::seen_everywhere(ctx.snapshot, own, host)
+                {
+                    lookups.push((c, Some(own.clone())));
+                    continue;
+                }
+                lookups.push((c, visibility::resolve(ctx.snapshot, c, host)));
+            }
             (host.as_str(), lookups)
         })
         .collect();
@@ -198,6 +210,10 @@ impl Check<'_> {
         {
             self.push(Code::RG104, at.key("host"), missing_host(self.ctx, &host, namespace));
         }
+        if let Some(service) = self.ctx.snapshot.service(&host) {
+            let port = dest.port.as_ref().and_then(|p| p.number);
+            ports::check_destination(&mut self.out, self.key, at, service, port);
+        }
         if let Some(subset) = dest.subset.as_deref().filter(|s| !s.is_empty()) {
             self.subset(at, &host, subset);
         }
@@ -231,7 +247,7 @@ impl Check<'_> {
         // Undefined everywhere: explain it from the first clients (the route's own namespace when it reaches it).
         let Some((clients, resolution)) = lookups.first() else { return };
         let from = match clients {
-            Clients::Namespace(ns) => *ns,
+            Clients::Namespace(ns) | Clients::OwnAndOthers(ns) => *ns,
             Clients::Others => namespace,
         };
         let mut why = match resolution {

@@ -422,12 +422,17 @@ impl Snapshot {
 
     /// Every DestinationRule, in any namespace, whose host covers `host`, ordered by key.
     pub fn rules_for_host<'a>(&'a self, host: &'a str) -> Vec<&'a Entry> {
-        let all = &self.all_rules;
-        let exact = all.exact.get(host).into_iter().flatten();
-        let wild = all.wildcard.iter().filter(|(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
-        let mut rules: Vec<&Entry> = exact.chain(wild).map(|e| &e.0).collect();
+        let mut rules: Vec<&Entry> = self.rules_covering(host).collect();
         rules.sort_by(|a, b| a.key().cmp(b.key()));
         rules
+    }
+
+    /// [`Snapshot::rules_for_host`] in no particular order, without collecting them.
+    pub fn rules_covering<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        let all = &self.all_rules;
+        let exact = all.exact.get(host).into_iter().flatten();
+        let wild = all.wildcard.iter().filter(move |(p, _)| hosts::covers(p, host)).flat_map(|(_, k)| k);
+        exact.chain(wild).map(|e| &e.0)
     }
 
     /// The namespaces that own `host`: the Service's namespace for a
@@ -462,6 +467,13 @@ impl Snapshot {
         host: &'a str,
         change: Option<RuleChange<'a>>,
     ) -> Option<Resolution<'a>> {
+        // A cluster-local host has one namespace: look there without building the order.
+        if let Some((_, namespace)) = hosts::split_service_host(host, &self.domain) {
+            let order = [from, namespace, self.root_namespace.as_str()];
+            return (0..order.len())
+                .filter(|&i| !order[..i].contains(&order[i]))
+                .find_map(|i| self.rules_in(order[i], from, host, change));
+        }
         self.lookup_order(from, host).into_iter().find_map(|namespace| self.rules_in(namespace, from, host, change))
     }
 

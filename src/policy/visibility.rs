@@ -28,6 +28,8 @@ pub enum Clients<'a> {
     Namespace(&'a str),
     /// Every namespace not named otherwise (a VirtualService exported everywhere).
     Others,
+    /// The route's own namespace when nothing names it: it resolves like every other namespace.
+    OwnAndOthers(&'a str),
 }
 
 impl<'a> Clients<'a> {
@@ -35,7 +37,7 @@ impl<'a> Clients<'a> {
     /// namespace that holds no DestinationRule and is named by no `exportTo`.
     fn lookup_namespace(self) -> &'a str {
         match self {
-            Clients::Namespace(ns) => ns,
+            Clients::Namespace(ns) | Clients::OwnAndOthers(ns) => ns,
             Clients::Others => "",
         }
     }
@@ -46,6 +48,7 @@ impl fmt::Display for Clients<'_> {
         match self {
             Clients::Namespace(ns) => f.write_str(ns),
             Clients::Others => f.write_str("every other namespace"),
+            Clients::OwnAndOthers(ns) => write!(f, "{ns} and every other namespace"),
         }
     }
 }
@@ -83,23 +86,34 @@ pub fn clients<'a>(
         // Exported nowhere, it applies to no one: judge it from its own namespace all the same.
         return if out.is_empty() { own_only } else { out };
     }
-    // Namespaces whose lookups can differ from a namespace that nothing names:
-    // those holding a DestinationRule for the host, those such a rule is
-    // exported to by name, the host's and the root namespace.
+    // Namespaces whose lookups can differ from a namespace that nothing
+    // names: those holding a DestinationRule for the host (a rule is always
+    // visible in its own namespace) and those such a rule is exported to by
+    // name. Any other namespace, the host's and the root one included, looks
+    // in the same places and sees the same rules as "every other namespace".
     let mut named: BTreeSet<&'a str> = BTreeSet::new();
-    for rule in snapshot.rules_for_host(host) {
+    for rule in snapshot.rules_covering(host) {
         named.insert(rule.namespace());
         named.extend(rule.exports().iter().map(String::as_str).filter(|e| !matches!(*e, "." | "*" | "~")));
     }
-    if let Some((_, ns)) = hosts::split_service_host(host, snapshot.domain()) {
-        named.insert(ns);
-    }
-    named.insert(snapshot.root_namespace());
-    named.remove(own);
-    let mut out = own_only;
+    // The route's own namespace, when nothing names it, is one of the others.
+    let own_is_other = !named.remove(own);
+    let mut out = vec![if own_is_other { Clients::OwnAndOthers(own) } else { Clients::Namespace(own) }];
     out.extend(named.into_iter().map(Clients::Namespace));
-    out.push(Clients::Others);
+    if !own_is_other {
+        out.push(Clients::Others);
+    }
     out
+}
+
+/// True when a client in a namespace with no rules of its own sees exactly
+/// `resolution`: it comes from the host's namespace (where such a client
+/// looks after its own) and every rule in it is exported everywhere, so the
+/// same most specific rules win there too.
+pub fn seen_everywhere(snapshot: &Snapshot, resolution: &Resolution<'_>, host: &str) -> bool {
+    let host_ns = hosts::split_service_host(host, snapshot.domain()).map(|(_, ns)| ns);
+    let everywhere = |export: &[String]| export.is_empty() || export.iter().any(|e| e == "*");
+    host_ns == Some(resolution.namespace) && resolution.rules.iter().all(|(_, spec)| everywhere(&spec.export_to))
 }
 
 /// The DestinationRules that `clients` see for `host`.
@@ -136,13 +150,35 @@ mod tests {
         );
         let spec = vs(json!({"hosts": ["reviews"]}));
         let got: Vec<String> = clients(&snapshot, "frontend", &spec, HOST).iter().map(|c| c.to_string()).collect();
-        assert_eq!(got, ["frontend", "backend", "istio-system", "payments", "every other namespace"]);
+        assert_eq!(got, ["frontend", "backend", "payments", "every other namespace"]);
         let defines = |c: Clients<'_>| resolve(&snapshot, c, HOST).is_some_and(|r| r.subset("v1").is_some());
         assert!(defines(Clients::Namespace("frontend")));
         assert!(defines(Clients::Namespace("backend")));
         assert!(defines(Clients::Namespace("payments")));
+        // The root namespace holds no rule and is named by none: it is one of the others.
         assert!(!defines(Clients::Namespace("istio-system")));
         assert!(!defines(Clients::Others));
+        // A route in a namespace that nothing names reaches the named ones and the others.
+        let got: Vec<String> = clients(&snapshot, "web", &spec, HOST).iter().map(|c| c.to_string()).collect();
+        assert_eq!(got, ["web and every other namespace", "backend", "frontend", "payments"]);
+    }
+
+    #[test]
+    fn a_host_namespace_resolution_exported_everywhere_is_what_others_see() {
+        let snapshot = Snapshot::from_objects(&Policy::default(), [rule("backend", HOST, json!([]))]);
+        let own = snapshot.destination_rules("backend", HOST, None).expect("resolved");
+        assert!(seen_everywhere(&snapshot, &own, HOST));
+        let others = resolve(&snapshot, Clients::Others, HOST).expect("resolved");
+        assert_eq!(others.rules.len(), own.rules.len());
+        // Exported to its namespace only: others do not see it.
+        let snapshot = Snapshot::from_objects(&Policy::default(), [rule("backend", HOST, json!(["."]))]);
+        let own = snapshot.destination_rules("backend", HOST, None).expect("resolved");
+        assert!(!seen_everywhere(&snapshot, &own, HOST));
+        assert!(resolve(&snapshot, Clients::Others, HOST).is_none());
+        // A rule of another namespace is not what others look at.
+        let snapshot = Snapshot::from_objects(&Policy::default(), [rule("frontend", HOST, json!([]))]);
+        let own = snapshot.destination_rules("frontend", HOST, None).expect("resolved");
+        assert!(!seen_everywhere(&snapshot, &own, HOST));
     }
 
     #[test]
@@ -155,6 +191,9 @@ mod tests {
         assert_eq!(names(json!({"exportTo": [".", "web"]})), ["frontend", "web"]);
         assert_eq!(names(json!({"exportTo": ["~"]})), ["frontend"]);
         assert_eq!(names(json!({"gateways": ["istio-system/public"]})), ["frontend"]);
-        assert_eq!(names(json!({"gateways": ["public", "mesh"], "exportTo": ["*"]})).len(), 4);
+        assert_eq!(
+            names(json!({"gateways": ["public", "mesh"], "exportTo": ["*"]})),
+            ["frontend", "every other namespace"]
+        );
     }
 }

@@ -168,9 +168,9 @@ fn rg103_respects_export_to_and_merges_rules() {
     assert_eq!(
         f.message,
         "subset \"v1\" of host details.shop.svc.cluster.local is defined (destinationrule shop/details) only for \
-         clients in shop; clients in default, istio-system, every other namespace see no destinationrule defining it \
-         and get 503; define it in a destinationrule visible to them (in the host's namespace, exported to them) or \
-         narrow the virtualservice's exportTo"
+         clients in shop; clients in default and every other namespace see no destinationrule defining it and get \
+         503; define it in a destinationrule visible to them (in the host's namespace, exported to them) or narrow \
+         the virtualservice's exportTo"
     );
     // Exported to its own namespace only, no client can resolve it: an error naming the hidden rule.
     let spec = json!({"exportTo": ["."],
@@ -252,8 +252,8 @@ fn rg103_judges_subsets_from_every_namespace_the_route_reaches() {
     assert!(
         f.message.starts_with(
             "subset \"v1\" of host catalog.backend.svc.cluster.local is defined (destinationrule default/catalog) \
-             only for clients in default; clients in backend, istio-system, every other namespace see no \
-             destinationrule defining it and get 503"
+             only for clients in default; clients in every other namespace see no destinationrule defining it and \
+             get 503"
         ),
         "{}",
         f.message
