@@ -30,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("check", &["model", "manifest", "policy", "files"]),
     ("cli", &[]),
     ("serve", &["model", "manifest", "policy", "files", "admission", "cluster", "server", "supervisor", "pki", "cli"]),
+    // The crate root only declares the modules.
     (
         "lib",
         &[
@@ -39,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "files",
             "admission",
             "supervisor",
+            "pki",
             "cluster",
             "server",
             "check",
@@ -125,21 +127,10 @@ fn no_module_names_a_layer_above_it() {
         }
     }
     assert!(problems.is_empty(), "layers pointing the wrong way:\n{}", problems.join("\n"));
-    for module in [
-        "model",
-        "manifest",
-        "policy",
-        "files",
-        "admission",
-        "supervisor",
-        "cluster",
-        "server",
-        "check",
-        "cli",
-        "serve",
-    ] {
-        assert!(files.contains_key(module), "no files of module {module}: the table is stale");
+    for (module, _) in ALLOWED {
+        assert!(files.contains_key(*module), "no files of module {module}: the table is stale");
     }
+
     assert_eq!(files.len(), ALLOWED.len(), "modules: {:?}", files.keys().collect::<Vec<_>>());
 }
 
