@@ -98,13 +98,7 @@ pub type CheckError = FileError;
 /// Mutates, generates and checks loaded manifests.
 pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
     let desired = files::desired(engine, loaded);
-    let mut report = Report {
-        objects: desired.loaded,
-        mutated: desired.mutated.clone(),
-        generated: desired.generated.clone(),
-        ..Report::default()
-    };
-    let mut raw_findings = desired.findings.clone();
+    let mut raw_findings = desired.findings;
     // A generated object that replaces a loaded one (a DestinationRule whose
     // subsets routeguard manages) is checked in its generated form.
     let generated_keys: BTreeSet<&ObjectKey> = desired.generated.iter().map(|o| &o.key).collect();
@@ -124,7 +118,7 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
         ))
     });
     raw_findings.dedup();
-    report.findings = raw_findings
+    let findings: Vec<Located> = raw_findings
         .into_iter()
         .map(|finding| {
             let key =
@@ -133,6 +127,8 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
             Located { file: source.map(|s| s.file.clone()), line: source.map(|s| s.line_of(&finding.path)), finding }
         })
         .collect();
+    let mut report =
+        Report { findings, objects: desired.loaded, mutated: desired.mutated, generated: desired.generated };
     report.findings.sort_by(|a, b| {
         (a.file.is_none(), &a.file, a.line, &a.finding.code).cmp(&(b.file.is_none(), &b.file, b.line, &b.finding.code))
     });

@@ -117,9 +117,9 @@ pub fn snapshot_from_paths(engine: &Engine, paths: &[PathBuf], namespace: &str) 
     let desired = desired(engine, manifest::load_paths(paths, namespace)?);
     // The snapshot `check` judges against, except that for a key loaded twice
     // the last mutated version wins over a later unmutated one.
-    let generated: BTreeSet<&ObjectKey> = desired.generated.iter().map(|o| &o.key).collect();
-    let mut snapshot = desired.snapshot.clone();
-    for object in desired.stale.iter().filter(|o| !generated.contains(&o.key)) {
+    let Desired { generated, mut snapshot, stale, .. } = desired;
+    let generated: BTreeSet<&ObjectKey> = generated.iter().map(|o| &o.key).collect();
+    for object in stale.iter().filter(|o| !generated.contains(&o.key)) {
         snapshot.upsert_from(object);
     }
     Ok(snapshot)

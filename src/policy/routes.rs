@@ -239,8 +239,8 @@ impl Check<'_> {
             return;
         }
         let path = at.key("subset");
-        if let Some((clients, _)) = ok.first() {
-            let message = partly_defined(host, subset, &ok, &missing, *clients);
+        if !ok.is_empty() {
+            let message = partly_defined(host, subset, &ok, &missing);
             self.out.push(Finding::new(Code::RG103, self.key, path, message).with_severity(Severity::Warning));
             return;
         }
@@ -283,6 +283,7 @@ fn defined_subsets(resolution: &Resolution<'_>) -> String {
 /// a namespace Istio looks in first. Empty when there are none.
 fn hidden_definitions(ctx: Context<'_>, host: &str, subset: &str, from: &str, used: Option<&Resolution<'_>>) -> String {
     let mut out = String::new();
+    let order = ctx.snapshot.lookup_order(from, host);
     for rule in ctx.snapshot.rules_for_host(host) {
         let Some(spec) = rule.destination_rule() else { continue };
         let in_use = used.is_some_and(|r| r.rules.iter().any(|(k, _)| *k == rule.key()));
@@ -290,7 +291,6 @@ fn hidden_definitions(ctx: Context<'_>, host: &str, subset: &str, from: &str, us
             continue;
         }
         let name = format!("{}/{}", rule.namespace(), rule.name());
-        let order = ctx.snapshot.lookup_order(from, host);
         let reason = if rule.namespace() != from && !rule.exported_to(from) {
             format!("its exportTo [{}] hides it from namespace {from}", rule.exports().join(", "))
         } else if !order.contains(&rule.namespace()) {
@@ -315,14 +315,13 @@ fn partly_defined(
     subset: &str,
     ok: &[&(Clients<'_>, Option<Resolution<'_>>)],
     missing: &[&(Clients<'_>, Option<Resolution<'_>>)],
-    first_ok: Clients<'_>,
 ) -> String {
     let list = |set: &[&(Clients<'_>, Option<Resolution<'_>>)]| {
         set.iter().map(|(c, _)| c.to_string()).collect::<Vec<_>>().join(", ")
     };
+    // Named after the first clients that resolve it (the route's own namespace when it is one of them).
     let source = ok
-        .iter()
-        .find(|(c, _)| *c == first_ok)
+        .first()
         .and_then(|(_, r)| r.as_ref())
         .map(|r| {
             let rules: Vec<String> = r.rules.iter().map(|(k, _)| format!("{}/{}", k.namespace, k.name)).collect();

@@ -348,10 +348,11 @@ pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutatio
     let template_changed = old.is_none_or(|o| o.raw.pointer("/spec/template") != Some(template));
     let labels = string_map(template.pointer("/metadata/labels"));
 
-    let (value, derived) = match template_version(policy, object) {
+    // `relabel`: an injected label replaced on purpose, which changes the template even when nothing else did.
+    let (value, derived, relabel) = match template_version(policy, object) {
         Some(Value::String(existing)) => match relabelled(policy, object, existing) {
-            Some(relabel) => (relabel.value.clone(), Some(relabel)),
-            None => (existing.clone(), None),
+            Some(relabel) => (relabel.value.clone(), Some(relabel), true),
+            None => (existing.clone(), None, false),
         },
         Some(other) => {
             mutation.findings.extend(invalid_version(policy, object, other));
@@ -360,14 +361,11 @@ pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutatio
         None if !template_changed => return mutation,
         None => {
             let derived = derive(object, template, &labels);
-            (derived.value.clone(), Some(derived))
+            (derived.value.clone(), Some(derived), false)
         }
     };
 
     let mut ops = Vec::new();
-    // A relabel changes the template on purpose, even when nothing else in it changed.
-    let relabel =
-        derived.as_ref().is_some_and(|d| d.source == Source::Annotation) && template_version(policy, object).is_some();
     if template_changed || relabel {
         let mut entries: Vec<(&str, Value)> = Vec::new();
         if derived.is_some() {
