@@ -12,8 +12,8 @@
 //!   [`SnapshotSource`](crate::admission::SnapshotSource)) and how watch
 //!   events update it. Publishing: events change a private copy at once;
 //!   a new `Arc<Snapshot>` is published at most every [`index::PUBLISH_EVERY`]
-//!   and costs only the changes since the last one (two copies, left-right:
-//!   the spare copy replays the pending changes, it is not cloned).
+//!   and costs a constant: the index is made of persistent maps, so a copy
+//!   shares everything the changes did not touch.
 //! - [`watch`]: one watcher per kind (and namespace), discovery of absent
 //!   kinds, back-off and resync.
 //! - [`reread`] and [`admit`]: before refusing for a missing subset, host or backend

@@ -5,8 +5,9 @@
 //! The second look is bounded: at most one re-read per object per
 //! [`REREAD_EVERY`] (a CI job re-applying a broken route in a loop gets the
 //! first refusal again, not a stream of API reads), and the judging itself
-//! (a copy of the snapshot with what was read, the rules again) runs on the
-//! blocking pool, off the async workers that serve admission.
+//! (what was read laid over the snapshot, the rules again, the generator for
+//! the Services involved only) runs on the blocking pool, off the async
+//! workers that serve admission.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -120,7 +121,7 @@ impl SecondLook for Reread {
                 let change = request.change()?;
                 let mut again = engine.validate(&fresh, &change);
                 if generating && again.iter().any(|f| f.code == Code::RG103 && f.is_error()) {
-                    let desired = engine.generate(&fresh);
+                    let desired = engine.generate_for(&fresh, reread::subset_sources(&again, &object, &fresh));
                     again = reread::pending_subsets(again, &object, &fresh, &desired);
                 }
                 Some(again)

@@ -98,7 +98,6 @@ pub struct ClusterStatus {
     rereads: Counter,
     reread_errors: Counter,
     lease_transitions: Counter,
-    snapshot_clones: Counter,
     leader_notify: tokio::sync::Notify,
 }
 
@@ -151,11 +150,6 @@ impl Default for ClusterStatus {
             counter(&mut registry, "routeguard_cluster_rereads", "Re-reads before a refusal for a missing object");
         let reread_errors =
             counter(&mut registry, "routeguard_cluster_reread_errors", "Re-reads that failed or timed out");
-        let snapshot_clones = counter(
-            &mut registry,
-            "routeguard_cluster_snapshot_clones",
-            "Publishes that cloned the index (a reader held the spare copy)",
-        );
         ClusterStatus {
             kinds: Mutex::default(),
             ready: AtomicBool::default(),
@@ -174,7 +168,6 @@ impl Default for ClusterStatus {
             rereads,
             reread_errors,
             lease_transitions,
-            snapshot_clones,
             leader_notify: tokio::sync::Notify::default(),
         }
     }
@@ -302,12 +295,6 @@ impl ClusterStatus {
         }
     }
 
-    /// Records how many publishes had to clone the index (a running total kept
-    /// by the index, so the counter is set to it rather than incremented).
-    pub fn set_snapshot_clones(&self, clones: u64) {
-        self.snapshot_clones.inner().store(clones, Ordering::Relaxed);
-    }
-
     /// Objects applied so far (tests and logs).
     pub fn applied(&self) -> u64 {
         self.applied.get()
@@ -382,11 +369,9 @@ mod tests {
         status.set_leader(true);
         status.set_leader(false);
         assert!(!status.is_leader());
-        status.set_snapshot_clones(3);
         let text = status.render(&Snapshot::for_policy(&Policy::default()));
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(has("routeguard_cluster_lease_transitions_total 2"), "{text}");
         assert!(has("routeguard_cluster_leader 0"));
-        assert!(has("routeguard_cluster_snapshot_clones_total 3"));
     }
 }

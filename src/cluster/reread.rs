@@ -2,8 +2,8 @@
 //! VirtualService a moment after the DestinationRule it needs, and the watch
 //! lags by milliseconds. Before refusing for a missing subset, host or
 //! backend (RG103, RG104, RG107), the objects involved are re-read from the
-//! API server (one short deadline for all), put into a copy of the snapshot,
-//! and the request judged again; it is refused only if still missing. This
+//! API server (one short deadline for all), laid over the snapshot (a copy
+//! that shares all it does not change), and the request judged again; it is refused only if still missing. This
 //! module plans and performs the reads; [`super::admit`] is admission's
 //! second look that uses them.
 //!
@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::model::{FieldPath, Kind, Object, ObjectKey};
 use crate::policy::snapshot::virtual_service_hosts;
-use crate::policy::{Code, Finding, Severity, Snapshot, hosts};
+use crate::policy::{Code, Entry, Finding, Severity, Snapshot, hosts};
 
 use super::index::{self, Op, Scope};
 use super::kinds::{self, Served};
@@ -153,7 +153,9 @@ pub enum Found {
     Listed(Scope, Vec<Object>),
 }
 
-/// A copy of `snapshot` with what the reads found.
+/// `snapshot` with what the reads found laid over it. The copy shares every
+/// part of the index the reads do not change (persistent maps), so this costs
+/// the objects read, not the snapshot.
 pub fn with_found(snapshot: &Snapshot, found: Vec<Found>) -> Snapshot {
     let mut copy = snapshot.clone();
     for item in found {
@@ -167,8 +169,33 @@ pub fn with_found(snapshot: &Snapshot, found: Vec<Found>) -> Snapshot {
     copy
 }
 
+/// The host of the destination an RG103 error about `object` points at, qualified.
+fn missing_subset_host(object: &Object, finding: &Finding, domain: &str) -> Option<(String, String)> {
+    if finding.code != Code::RG103 || !finding.is_error() || object.kind() != Kind::VirtualService {
+        return None;
+    }
+    let destination = destination_at(object, &finding.path)?;
+    let host = destination.get("host").and_then(Value::as_str).unwrap_or_default();
+    let subset = destination.get("subset").and_then(Value::as_str).unwrap_or_default();
+    Some((hosts::qualify(host, object.namespace(), domain), subset.to_string()))
+}
+
+/// The Services whose generated subsets could turn the RG103 errors among
+/// `findings` around: all that [`pending_subsets`] needs generated.
+pub fn subset_sources<'a>(findings: &[Finding], object: &Object, snapshot: &'a Snapshot) -> Vec<&'a Entry> {
+    let mut services: Vec<&Entry> = findings
+        .iter()
+        .filter_map(|f| missing_subset_host(object, f, snapshot.domain()))
+        .filter_map(|(host, _)| snapshot.service(&host))
+        .collect();
+    services.sort_by(|a, b| a.key().cmp(b.key()));
+    services.dedup_by(|a, b| a.key() == b.key());
+    services
+}
+
 /// Turns RG103 errors for subsets that routeguard is about to generate into warnings.
-/// `desired` is what the engine generates for the snapshot.
+/// `desired` is what the engine generates for the snapshot (or for the
+/// [`subset_sources`] of the findings).
 pub fn pending_subsets(
     findings: Vec<Finding>,
     object: &Object,
@@ -178,13 +205,10 @@ pub fn pending_subsets(
     findings
         .into_iter()
         .map(|finding| {
-            if finding.code != Code::RG103 || !finding.is_error() || object.kind() != Kind::VirtualService {
+            let Some((host, subset)) = missing_subset_host(object, &finding, snapshot.domain()) else {
                 return finding;
-            }
-            let Some(destination) = destination_at(object, &finding.path) else { return finding };
-            let host = destination.get("host").and_then(Value::as_str).unwrap_or_default();
-            let subset = destination.get("subset").and_then(Value::as_str).unwrap_or_default();
-            let host = hosts::qualify(host, object.namespace(), snapshot.domain());
+            };
+            let subset = subset.as_str();
             let generated = desired.iter().any(|o| {
                 o.kind() == Kind::DestinationRule
                     && o.raw

@@ -131,13 +131,12 @@ async fn write(
                     last = Instant::now();
                     due = None;
                     count += 1;
-                    status.set_snapshot_clones(publisher.clones);
                     for scope in synced.drain(..) {
                         status.synced(&scope);
                     }
                     let _ = published.send(count);
                 } else {
-                    due = Some(Instant::now() + PUBLISH_EVERY);
+                    due = None;
                 }
             }
         }

@@ -3,7 +3,7 @@
 use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 
 use super::finding::{Code, Finding};
-use super::snapshot::Snapshot;
+use super::snapshot::{Entry, Snapshot};
 use super::{Context, Policy, fields, generate, http_route, in_use, routes, service_entry, subsets, version};
 
 /// The operation of an admission request.
@@ -129,5 +129,10 @@ impl Engine {
     /// The objects routeguard wants to exist for this snapshot.
     pub fn generate(&self, snapshot: &Snapshot) -> Vec<Object> {
         generate::desired(Context { policy: &self.policy, snapshot })
+    }
+
+    /// What [`Engine::generate`] makes from these Services alone.
+    pub fn generate_for<'a>(&self, snapshot: &Snapshot, services: impl IntoIterator<Item = &'a Entry>) -> Vec<Object> {
+        generate::desired_for(Context { policy: &self.policy, snapshot }, services)
     }
 }

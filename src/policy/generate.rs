@@ -84,12 +84,19 @@ pub fn derived_name(service: &str, suffix: &str) -> String {
 
 /// The desired generated objects for a snapshot.
 pub fn desired(ctx: Context<'_>) -> Vec<Object> {
+    desired_for(ctx, ctx.snapshot.of_kind(Kind::Service))
+}
+
+/// The objects generated from these Services alone: the cost of the Services
+/// and their Deployments, not of the snapshot. Collisions with what other
+/// Services generate are not seen (they are dropped by [`desired`] only).
+pub fn desired_for<'a>(ctx: Context<'_>, services: impl IntoIterator<Item = &'a Entry>) -> Vec<Object> {
     let key = ctx.policy.version_label.as_str();
     let mut generated: Vec<Object> = Vec::new();
     if key.is_empty() {
         return generated;
     }
-    for entry in ctx.snapshot.of_kind(Kind::Service) {
+    for entry in services {
         let Some((service, selector, found)) = source(ctx, entry) else { continue };
         let service = &service;
         generated.extend(destination_rule(ctx, service, &found.versions));

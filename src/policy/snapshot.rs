@@ -4,9 +4,10 @@
 //! hash lookup, not a scan; inserting or removing one object costs that object
 //! only, so the live index can keep a snapshot current event by event.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use imbl::{HashMap, OrdSet};
 use serde_json::Value;
 
 use crate::model::core::DeploymentSpec;
@@ -213,7 +214,7 @@ impl std::borrow::Borrow<ObjectKey> for ByKey {
 }
 
 /// A set of entries ordered by key.
-type Keys = BTreeSet<ByKey>;
+type Keys = OrdSet<ByKey>;
 
 /// DestinationRules of one namespace, by host.
 #[derive(Debug, Clone, Default)]
@@ -256,7 +257,7 @@ impl<'a> Resolution<'a> {
 pub struct Snapshot {
     domain: String,
     root_namespace: String,
-    entries: HashSet<ByKey>,
+    entries: HashMap<ObjectKey, Entry>,
     services: HashMap<String, Entry>,
     entry_hosts: HashMap<String, Keys>,
     entry_wildcards: HashMap<String, Keys>,
@@ -291,7 +292,7 @@ impl Snapshot {
         Snapshot {
             domain: domain.to_string(),
             root_namespace: root_namespace.to_string(),
-            entries: HashSet::new(),
+            entries: HashMap::new(),
             services: HashMap::new(),
             entry_hosts: HashMap::new(),
             entry_wildcards: HashMap::new(),
@@ -353,13 +354,13 @@ impl Snapshot {
         }
         let key = entry.key();
         self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(ByKey(entry.clone()));
-        self.entries.insert(ByKey(entry));
+        self.entries.insert(entry.key().clone(), entry);
         old
     }
 
     /// Removes an object, returning its entry.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
-        let ByKey(entry) = self.entries.take(key)?;
+        let entry = self.entries.remove(key)?;
         for term in self.terms(&entry) {
             self.index(&entry, term, false);
         }
@@ -374,12 +375,12 @@ impl Snapshot {
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
-        self.entries.get(key).map(|e| &e.0)
+        self.entries.get(key)
     }
 
     /// Every object, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().map(|e| &e.0)
+        self.entries.values()
     }
 
     /// Objects of one kind in one namespace, ordered by name.
