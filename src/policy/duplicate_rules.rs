@@ -17,14 +17,17 @@ use super::{Code, Context, Finding, Severity, hosts};
 /// the API server writes it, so the text orders like the time), then its name.
 #[derive(Debug, Clone, Copy)]
 struct Age<'a> {
-    /// `None` for an object being created: it is the newest of all.
+    /// `None` when unknown, and for an object being created: newer than every
+    /// object with a timestamp (in a cluster every stored object has one).
     created: Option<&'a str>,
     name: &'a str,
 }
 
 impl Age<'_> {
     /// True when `self` is older than `other`: an earlier timestamp, a known
-    /// one before an unknown one, else the first name.
+    /// one before an unknown one, else the first name (so between objects
+    /// without timestamps, such as `check`'s files, the answer is the same
+    /// whichever of them is judged).
     fn is_older_than(&self, other: &Age<'_>) -> bool {
         let by_time = match (self.created, other.created) {
             (Some(a), Some(b)) => a.cmp(b),
@@ -40,8 +43,8 @@ fn created(raw: &serde_json::Value) -> Option<&str> {
     raw.pointer("/metadata/creationTimestamp").and_then(serde_json::Value::as_str).filter(|t| !t.is_empty())
 }
 
-/// RG113 for `object`, a DestinationRule being created (`creating`: it is the
-/// newest) or updated, against the other DestinationRules of its namespace
+/// RG113 for `object`, a DestinationRule being created (`creating`: newer
+/// than every stored rule with a timestamp) or updated, against the other DestinationRules of its namespace
 /// for exactly the same qualified host.
 ///
 /// Rules with a `workloadSelector` apply to some workloads only and are not
