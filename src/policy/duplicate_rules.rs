@@ -69,8 +69,9 @@ pub fn check(ctx: Context<'_>, object: &Object, spec: &DestinationRuleSpec, crea
     for (other, other_spec) in others {
         let name = format!("destinationrule {}/{}", other.namespace(), other.name());
         // The stored JSON is parsed again only for a rule that conflicts.
-        let conflicts = spec.subsets.iter().any(|s| other_spec.subsets.iter().any(|o| o.name == s.name && o.labels != s.labels))
-            || (spec.traffic_policy.is_some() && other_spec.traffic_policy.is_some());
+        let conflicts =
+            spec.subsets.iter().any(|s| other_spec.subsets.iter().any(|o| o.name == s.name && o.labels != s.labels))
+                || (spec.traffic_policy.is_some() && other_spec.traffic_policy.is_some());
         if !conflicts {
             continue;
         }
@@ -106,7 +107,9 @@ pub fn check(ctx: Context<'_>, object: &Object, spec: &DestinationRuleSpec, crea
             && mine != theirs
         {
             let outcome = if own_older {
-                format!("spec.trafficPolicy of {name} is ignored: this destinationrule is older, its trafficPolicy applies")
+                format!(
+                    "spec.trafficPolicy of {name} is ignored: this destinationrule is older, its trafficPolicy applies"
+                )
             } else {
                 format!("spec.trafficPolicy is ignored: {name} is older, its trafficPolicy applies")
             };

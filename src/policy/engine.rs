@@ -5,8 +5,8 @@ use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 use super::finding::{Code, Finding};
 use super::snapshot::Snapshot;
 use super::{
-    Context, Policy, duplicate_rules, fields, generate, http_route, in_use, routes, service_entry, subsets, unused_rules,
-    version,
+    Context, Policy, duplicate_rules, fields, generate, http_route, in_use, routes, service_entry, subsets,
+    unused_rules, version,
 };
 
 /// The operation of an admission request.

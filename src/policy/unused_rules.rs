@@ -62,8 +62,10 @@ mod tests {
         Snapshot::from_objects(
             &Policy::default(),
             [
-                object(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "payments", "namespace": "shop"},
-                              "spec": {"selector": {"app": "payments"}, "ports": [{"name": "http", "port": 80}]}})),
+                object(
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "payments", "namespace": "shop"},
+                              "spec": {"selector": {"app": "payments"}, "ports": [{"name": "http", "port": 80}]}}),
+                ),
                 object(json!({"apiVersion": "v1", "kind": "Service",
                               "metadata": {"name": "ledger", "namespace": "billing",
                                            "annotations": {"networking.istio.io/exportTo": "."}},
@@ -78,7 +80,11 @@ mod tests {
 
     fn run(policy: Policy, host: &str) -> Vec<Finding> {
         let rule = rule(host);
-        Engine::new(policy).validate(&snapshot(), &Change::create(&rule)).into_iter().filter(|f| f.code == Code::RG112).collect()
+        Engine::new(policy)
+            .validate(&snapshot(), &Change::create(&rule))
+            .into_iter()
+            .filter(|f| f.code == Code::RG112)
+            .collect()
     }
 
     #[test]

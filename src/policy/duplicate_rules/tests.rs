@@ -66,7 +66,12 @@ fn a_subset_redefined_with_other_labels_is_an_error_and_the_oldest_definition_wi
     // Seen from the older rule (an UPDATE of it), its own definition is the one kept.
     let found = rg113(Policy::default(), vec![canary], Operation::Update, &stable());
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(found[0].message.contains("keeps this one, the oldest, so the definition of destinationrule default/reviews-canary is ignored"), "{found:#?}");
+    assert!(
+        found[0].message.contains(
+            "keeps this one, the oldest, so the definition of destinationrule default/reviews-canary is ignored"
+        ),
+        "{found:#?}"
+    );
 }
 
 #[test]
@@ -93,7 +98,12 @@ fn a_second_top_level_traffic_policy_is_a_warning_naming_the_one_that_applies() 
     let found = rg113(Policy::default(), vec![untimed], Operation::Update, &older);
     assert!(found[0].message.starts_with("spec.trafficPolicy of destinationrule default/reviews is ignored"));
     // deny keeps the warning a warning, warn makes the subset error a warning too, off drops both.
-    let both = rule("reviews-canary", "reviews", json!({}), json!({"subsets": subsets(&[("v2", "v3")]), "trafficPolicy": tls["trafficPolicy"]}));
+    let both = rule(
+        "reviews-canary",
+        "reviews",
+        json!({}),
+        json!({"subsets": subsets(&[("v2", "v3")]), "trafficPolicy": tls["trafficPolicy"]}),
+    );
     let severities = |policy: Policy| -> Vec<Severity> {
         rg113(policy, vec![stable()], Operation::Create, &both).iter().map(|f| f.severity).collect()
     };
@@ -113,19 +123,26 @@ fn rules_that_merge_cleanly_or_do_not_merge_are_allowed() {
         // Another host, a wildcard, a workloadSelector.
         rule("ratings", "ratings", json!({}), json!({"subsets": subsets(&[("v2", "v9")]), "trafficPolicy": {}})),
         rule("all", "*.default.svc.cluster.local", json!({}), json!({"trafficPolicy": {}})),
-        rule("some", "reviews", json!({}), json!({"workloadSelector": {"matchLabels": {"app": "web"}}, "trafficPolicy": {}})),
+        rule(
+            "some",
+            "reviews",
+            json!({}),
+            json!({"workloadSelector": {"matchLabels": {"app": "web"}}, "trafficPolicy": {}}),
+        ),
     ];
     for incoming in &allowed {
         assert!(rg113(Policy::default(), stored.clone(), Operation::Create, incoming).is_empty(), "{}", incoming.key);
     }
     // The object itself, before this UPDATE.
-    let changed = rule("reviews", "reviews", json!({}), json!({"subsets": subsets(&[("v2", "v3")]), "trafficPolicy": {}}));
+    let changed =
+        rule("reviews", "reviews", json!({}), json!({"subsets": subsets(&[("v2", "v3")]), "trafficPolicy": {}}));
     assert!(rg113(Policy::default(), stored, Operation::Update, &changed).is_empty());
     // A rule of another namespace for the same host does not merge with these.
     let mut raw = stable().raw;
     raw["metadata"]["namespace"] = json!("web");
     raw["spec"]["host"] = json!("reviews.default.svc.cluster.local");
     let elsewhere = object(raw);
-    let incoming = rule("reviews-b", "reviews", json!({}), json!({"subsets": subsets(&[("v2", "v3")]), "trafficPolicy": {}}));
+    let incoming =
+        rule("reviews-b", "reviews", json!({}), json!({"subsets": subsets(&[("v2", "v3")]), "trafficPolicy": {}}));
     assert!(rg113(Policy::default(), vec![elsewhere], Operation::Create, &incoming).is_empty());
 }

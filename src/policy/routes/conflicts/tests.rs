@@ -42,8 +42,12 @@ fn rg111(others: Vec<Object>, incoming: &Object) -> Vec<Finding> {
 #[test]
 fn a_second_mesh_virtual_service_for_a_host_is_refused() {
     let first = vs("shop", "reviews", routed(json!({})));
-    let second = vs("shop", "reviews-b", json!({"hosts": ["web", "reviews.shop.svc.cluster.local"],
-        "http": [{"route": [{"destination": {"host": "reviews"}}]}]}));
+    let second = vs(
+        "shop",
+        "reviews-b",
+        json!({"hosts": ["web", "reviews.shop.svc.cluster.local"],
+        "http": [{"route": [{"destination": {"host": "reviews"}}]}]}),
+    );
     let found = rg111(vec![first], &second);
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].severity, Severity::Error);
