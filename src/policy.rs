@@ -2,6 +2,7 @@
 //! read-only [`Snapshot`] of the cluster.
 
 pub mod config;
+pub mod duplicate_rules;
 pub mod engine;
 pub mod fields;
 pub mod finding;
@@ -16,6 +17,7 @@ pub mod snapshot;
 pub mod subsets;
 #[cfg(test)]
 pub mod testing;
+pub mod unused_rules;
 pub mod version;
 pub mod visibility;
 

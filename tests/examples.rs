@@ -1,8 +1,9 @@
 //! The scenarios under `examples/` behave as `examples/README.md` documents.
 //!
 //! Every good folder checks clean (no finding at all, exit 0), every broken
-//! folder exits 1 with exactly the findings listed here (code, object, field
-//! path, file and line), the embedded cluster state `examples/cluster` checks
+//! folder has exactly the findings listed here (code, severity, object, field
+//! path, file and line) and exits 1 when one of them is an error, 0 when they
+//! are all warnings (as `check` does), the embedded cluster state `examples/cluster` checks
 //! clean, the example policy file is accepted, and `render` prints the objects
 //! routeguard generates for bookinfo. The real binary is run, from the crate
 //! root, so file names in findings are `examples/...` as in the README.
@@ -28,11 +29,18 @@ const GOOD: &[&str] = &[
     "gateway-api-shift/good-start",
     "canary-service/good",
     "service-entry-export/good",
+    "unreachable-routes/good",
+    "destination-ports/good",
+    "conflicting-routes/good",
+    "unused-destination-rule/good",
+    "duplicate-destination-rules/good",
 ];
 
 /// One finding a broken folder must produce.
 struct Expected {
     code: &'static str,
+    /// `error` or `warning`.
+    severity: &'static str,
     namespace: &'static str,
     kind: &'static str,
     name: &'static str,
@@ -53,7 +61,12 @@ const fn e(
     line: u64,
     says: &'static [&'static str],
 ) -> Expected {
-    Expected { code, namespace: "default", kind, name, path, file, line, says }
+    Expected { code, severity: "error", namespace: "default", kind, name, path, file, line, says }
+}
+
+/// [`e`] for a finding that is a warning.
+const fn warning(expected: Expected) -> Expected {
+    Expected { severity: "warning", ..expected }
 }
 
 /// [`e`] for an object outside namespace `default`.
@@ -177,6 +190,117 @@ const BROKEN: &[(&str, &[Expected])] = &[
             ),
         ],
     ),
+    (
+        "unreachable-routes/broken",
+        &[warning(e(
+            "RG109",
+            "VirtualService",
+            "ratings",
+            "spec.http[1]",
+            "ratings-virtualservice.yaml",
+            19,
+            &["(\"jason\") is never used", "spec.http[0] (\"default\")"],
+        ))],
+    ),
+    (
+        "destination-ports/broken",
+        &[
+            e(
+                "RG110",
+                "VirtualService",
+                "orders",
+                "spec.http[0].route[0].destination.port",
+                "orders-virtualservice.yaml",
+                17,
+                &["service default/orders", "8080 (http), 9090 (grpc)"],
+            ),
+            e(
+                "RG110",
+                "VirtualService",
+                "orders",
+                "spec.http[0].route[1].destination.port.number",
+                "orders-virtualservice.yaml",
+                25,
+                &["port 80", "8080 (http), 9090 (grpc)"],
+            ),
+        ],
+    ),
+    (
+        "conflicting-routes/broken",
+        &[
+            e(
+                "RG111",
+                "VirtualService",
+                "cart-beta",
+                "spec.hosts[0]",
+                "cart-beta-virtualservice.yaml",
+                11,
+                &["cart.default.svc.cluster.local", "virtualservice default/cart,"],
+            ),
+            e(
+                "RG111",
+                "VirtualService",
+                "cart",
+                "spec.hosts[0]",
+                "cart-virtualservice.yaml",
+                11,
+                &["cart.default.svc.cluster.local", "virtualservice default/cart-beta"],
+            ),
+        ],
+    ),
+    (
+        "unused-destination-rule/broken",
+        &[warning(e(
+            "RG112",
+            "DestinationRule",
+            "inventory",
+            "spec.host",
+            "inventory-destinationrule.yaml",
+            10,
+            &["inventroy.default.svc.cluster.local", "namespace default"],
+        ))],
+    ),
+    (
+        "duplicate-destination-rules/broken",
+        &[
+            warning(e(
+                "RG113",
+                "DestinationRule",
+                "payments-canary",
+                "spec.trafficPolicy",
+                "payments-canary-destinationrule.yaml",
+                14,
+                &["destinationrule default/payments is older"],
+            )),
+            e(
+                "RG113",
+                "DestinationRule",
+                "payments-canary",
+                "spec.subsets[1].name",
+                "payments-canary-destinationrule.yaml",
+                22,
+                &["\"v2\"", "{version=v3} here and {version=v2}", "destinationrule default/payments,"],
+            ),
+            warning(e(
+                "RG113",
+                "DestinationRule",
+                "payments",
+                "spec.trafficPolicy",
+                "payments.yaml",
+                109,
+                &["destinationrule default/payments-canary is ignored"],
+            )),
+            e(
+                "RG113",
+                "DestinationRule",
+                "payments",
+                "spec.subsets[1].name",
+                "payments.yaml",
+                118,
+                &["\"v2\"", "keeps this one", "destinationrule default/payments-canary is ignored"],
+            ),
+        ],
+    ),
 ];
 
 fn routeguard(args: &[&str]) -> Output {
@@ -261,7 +385,7 @@ fn broken_folders_report_exactly_the_documented_findings() {
             .map(|x| {
                 (
                     x.code.into(),
-                    "error".into(),
+                    x.severity.into(),
                     x.kind.into(),
                     x.namespace.into(),
                     x.name.into(),
@@ -282,7 +406,9 @@ fn broken_folders_report_exactly_the_documented_findings() {
                 );
             }
         }
-        assert_eq!(code, 1, "examples/{folder}");
+        // `check` exits 1 for an error finding only: a folder of warnings passes.
+        let exit = if expected.iter().any(|x| x.severity == "error") { 1 } else { 0 };
+        assert_eq!(code, exit, "examples/{folder}");
     }
 }
 
@@ -338,8 +464,10 @@ fn every_scenario_is_tested_and_documented() {
         assert!(variants >= 2, "examples/{name} needs a good and a broken variant");
     }
     assert_eq!(
-        scenarios, 6,
-        "bookinfo-canary, dark-launch, mirroring, gateway-api-shift, canary-service, service-entry-export"
+        scenarios, 11,
+        "bookinfo-canary, dark-launch, mirroring, gateway-api-shift, canary-service, service-entry-export, \
+         unreachable-routes, destination-ports, conflicting-routes, unused-destination-rule, \
+         duplicate-destination-rules"
     );
 }
 
@@ -363,6 +491,9 @@ fn the_example_policy_is_accepted_and_keeps_the_documented_results() {
         "protectInUse",
         "unreachableRoutes",
         "destinationPorts",
+        "conflictingRoutes",
+        "unusedRules",
+        "duplicateRules",
         "exemptUsers",
         "versionLabel",
         "meshRootNamespace",

@@ -255,6 +255,8 @@ pub struct DestinationRuleSpec {
     pub subsets: Vec<Subset>,
     pub export_to: Vec<String>,
     pub workload_selector: Option<serde_json::Value>,
+    /// The top-level `trafficPolicy`, as written (RG113 only asks whether two differ).
+    pub traffic_policy: Option<serde_json::Value>,
 }
 
 /// One named subset of a DestinationRule.

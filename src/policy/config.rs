@@ -49,6 +49,14 @@ pub struct Policy {
     pub unreachable_routes: Action,
     /// RG110.
     pub destination_ports: Action,
+    /// RG111.
+    pub conflicting_routes: Action,
+    /// RG112, a warning by default: `deny` makes it an error.
+    pub unused_rules: Action,
+    /// RG113: `deny` keeps its defaults (an error for a subset defined twice
+    /// with other labels, a warning for a second top-level trafficPolicy),
+    /// `warn` makes both warnings.
+    pub duplicate_rules: Action,
     /// Users whose errors become warnings (for example a rollout controller's service account).
     pub exempt_users: Vec<String>,
     pub version_label: String,
@@ -65,6 +73,9 @@ impl Default for Policy {
             protect_in_use: Action::Deny,
             unreachable_routes: Action::Warn,
             destination_ports: Action::Deny,
+            conflicting_routes: Action::Deny,
+            unused_rules: Action::Warn,
+            duplicate_rules: Action::Deny,
             exempt_users: Vec::new(),
             version_label: "version".to_string(),
             mesh_root_namespace: "istio-system".to_string(),
@@ -114,6 +125,9 @@ impl Policy {
             Code::RG201 | Code::RG303 => Some(self.protect_in_use),
             Code::RG109 => Some(self.unreachable_routes),
             Code::RG110 => Some(self.destination_ports),
+            Code::RG111 => Some(self.conflicting_routes),
+            Code::RG112 => Some(self.unused_rules),
+            Code::RG113 => Some(self.duplicate_rules),
             _ => None,
         }
     }

@@ -4,7 +4,10 @@ use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 
 use super::finding::{Code, Finding};
 use super::snapshot::{Entry, Snapshot};
-use super::{Context, Policy, fields, generate, http_route, in_use, routes, service_entry, subsets, version};
+use super::{
+    Context, Policy, duplicate_rules, fields, generate, http_route, in_use, routes, service_entry, subsets,
+    unused_rules, version,
+};
 
 /// The operation of an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,7 +75,8 @@ impl Engine {
         match change.operation {
             Operation::Create | Operation::Update => {
                 if let Some(object) = change.object {
-                    findings.extend(self.check_object(ctx, object));
+                    let creating = change.operation == Operation::Create;
+                    findings.extend(self.check_object(ctx, object, creating));
                     if let (Some(old), Kind::DestinationRule) = (change.old, object.kind()) {
                         findings.extend(subsets::removed_in_use(ctx, old, Some(object)));
                     }
@@ -92,8 +96,9 @@ impl Engine {
         self.policy.apply(findings, change.user)
     }
 
-    /// The findings about one object as it is (no old object involved).
-    fn check_object(&self, ctx: Context<'_>, object: &Object) -> Vec<Finding> {
+    /// The findings about one object as it is (no old object involved);
+    /// `creating`: the object does not exist yet, so it is the newest (RG113).
+    fn check_object(&self, ctx: Context<'_>, object: &Object, creating: bool) -> Vec<Finding> {
         let mut findings = fields::unknown_fields(object);
         match object.typed_spec() {
             Err(e) => {
@@ -106,7 +111,9 @@ impl Engine {
             Ok(Spec::VirtualService(spec)) => findings.extend(routes::check_virtual_service(ctx, &object.key, &spec)),
             Ok(Spec::HttpRoute(spec)) => findings.extend(http_route::check_http_route(ctx, &object.key, &spec)),
             Ok(Spec::DestinationRule(spec)) => {
-                findings.extend(subsets::check_destination_rule(ctx, &object.key, &spec))
+                findings.extend(subsets::check_destination_rule(ctx, &object.key, &spec));
+                findings.extend(unused_rules::check(ctx, &object.key, &spec));
+                findings.extend(duplicate_rules::check(ctx, object, &spec, creating));
             }
             Ok(Spec::ServiceEntry(spec)) => findings.extend(service_entry::check_service_entry(&object.key, &spec)),
             Ok(Spec::Deployment(_)) => findings.extend(version::check_deployment(ctx.policy, object)),

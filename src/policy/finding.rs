@@ -48,6 +48,12 @@ pub enum Code {
     RG109,
     /// A destination port that is ambiguous or that the Service does not expose.
     RG110,
+    /// Two VirtualServices bind the same host for the mesh where both are visible.
+    RG111,
+    /// A DestinationRule whose host matches no visible Service or ServiceEntry.
+    RG112,
+    /// Two DestinationRules of one namespace for one host that conflict.
+    RG113,
     RG201,
     RG202,
     RG203,
@@ -72,6 +78,9 @@ impl Code {
             Code::RG108 => "RG108",
             Code::RG109 => "RG109",
             Code::RG110 => "RG110",
+            Code::RG111 => "RG111",
+            Code::RG112 => "RG112",
+            Code::RG113 => "RG113",
             Code::RG201 => "RG201",
             Code::RG202 => "RG202",
             Code::RG203 => "RG203",
@@ -85,7 +94,7 @@ impl Code {
     /// The severity a code has unless the policy says otherwise.
     pub fn default_severity(self) -> Severity {
         match self {
-            Code::RG108 | Code::RG109 | Code::RG203 | Code::RG302 | Code::RG304 => Severity::Warning,
+            Code::RG108 | Code::RG109 | Code::RG112 | Code::RG203 | Code::RG302 | Code::RG304 => Severity::Warning,
             Code::RG301 => Severity::Info,
             _ => Severity::Error,
         }

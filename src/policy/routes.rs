@@ -1,6 +1,8 @@
 //! VirtualService rules: weights (RG101, RG102), subsets (RG103), hosts (RG104),
-//! mirrors (RG105), and matches and CORS origins (RG106).
+//! mirrors (RG105), and matches and CORS origins (RG106), routes never used
+//! (RG109), and hosts another VirtualService binds too (RG111).
 
+mod conflicts;
 mod matches;
 mod unreachable;
 pub(super) mod weights;
@@ -72,6 +74,7 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
         }
     }
     unreachable::check(&mut check.out, key, &spec.http);
+    conflicts::check(&mut check.out, ctx, key, spec);
     for (field, routes) in [("tcp", &spec.tcp), ("tls", &spec.tls)] {
         let list = FieldPath::new("spec").key(field);
         for (i, route) in routes.iter().enumerate() {

@@ -16,7 +16,7 @@ use crate::model::istio::{DestinationRuleSpec, Subset, VirtualServiceSpec};
 use crate::model::{Kind, Labels, Object, ObjectKey, Spec, marks, selects};
 
 use super::config::Policy;
-use super::hosts;
+use super::{hosts, visibility};
 
 /// One object of the snapshot: its identity, its original JSON kept as compact
 /// text (parsed again on demand, see [`Entry::object`]), a few label and
@@ -268,6 +268,9 @@ pub struct Snapshot {
     all_rules: NamespaceRules,
     by_namespace: HashMap<(Kind, String), Keys>,
     routes: HashMap<String, Keys>,
+    /// VirtualServices bound to the mesh, by each qualified host they bind
+    /// (`spec.hosts`), for RG111.
+    bound_hosts: HashMap<String, Keys>,
     /// Deployments by `<namespace>/<key>=<value>` of each pod template label.
     templates: HashMap<String, Keys>,
 }
@@ -278,6 +281,8 @@ enum Term {
     EntryHost(String),
     Rule(String),
     Route(String),
+    /// A qualified host a mesh-bound VirtualService binds.
+    BoundHost(String),
     TemplateLabel(String),
 }
 
@@ -300,6 +305,7 @@ impl Snapshot {
             all_rules: NamespaceRules::default(),
             by_namespace: HashMap::new(),
             routes: HashMap::new(),
+            bound_hosts: HashMap::new(),
             templates: HashMap::new(),
         }
     }
@@ -452,6 +458,12 @@ impl Snapshot {
         self.routes.get(host).into_iter().flatten().map(|e| &e.0)
     }
 
+    /// VirtualServices bound to the mesh (not delegates: they have `spec.hosts`)
+    /// whose qualified hosts include exactly `host`, ordered by key.
+    pub fn virtual_services_binding(&self, host: &str) -> impl Iterator<Item = &Entry> {
+        self.bound_hosts.get(host).into_iter().flatten().map(|e| &e.0)
+    }
+
     /// Hosts that some route sends traffic to, covered by `pattern`.
     pub fn routed_hosts_covered_by<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.routes.keys().filter(move |h| hosts::covers(pattern, h)).map(String::as_str)
@@ -576,7 +588,10 @@ impl Snapshot {
             }
             (_, Some(Spec::DestinationRule(dr))) => vec![Term::Rule(hosts::qualify(&dr.host, ns, domain))],
             (_, Some(Spec::VirtualService(vs))) => {
-                virtual_service_hosts(vs).map(|h| Term::Route(hosts::qualify(h, ns, domain))).collect()
+                let routes = virtual_service_hosts(vs).map(|h| Term::Route(hosts::qualify(h, ns, domain)));
+                let bound = if visibility::binds_mesh(vs) { vs.hosts.as_slice() } else { &[] };
+                let bound = bound.iter().filter(|h| !h.is_empty());
+                routes.chain(bound.map(|h| Term::BoundHost(hosts::qualify(h, ns, domain)))).collect()
             }
             (_, Some(Spec::HttpRoute(route))) => http_route_backends(route)
                 .filter(|b| b.is_service() && !b.name.is_empty())
@@ -601,6 +616,7 @@ impl Snapshot {
                 update(map, host, entry, add);
             }
             Term::Route(host) => update(&mut self.routes, host, entry, add),
+            Term::BoundHost(host) => update(&mut self.bound_hosts, host, entry, add),
             Term::TemplateLabel(slot) => update(&mut self.templates, slot, entry, add),
             Term::Rule(host) => {
                 let all = &mut self.all_rules;

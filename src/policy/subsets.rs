@@ -196,7 +196,8 @@ pub fn route_name(key: &ObjectKey) -> String {
     format!("{}/{}", key.namespace, key.name)
 }
 
-fn show_labels(labels: &Labels) -> String {
+/// `{app=reviews, version=v2}`.
+pub(super) fn show_labels(labels: &Labels) -> String {
     if labels.is_empty() {
         return "{}".to_string();
     }

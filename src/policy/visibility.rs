@@ -116,6 +116,43 @@ pub fn seen_everywhere(snapshot: &Snapshot, resolution: &Resolution<'_>, host: &
     host_ns == Some(resolution.namespace) && resolution.rules.iter().all(|(_, spec)| everywhere(&spec.export_to))
 }
 
+/// Where two objects are visible at once, by their Istio `exportTo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared<'a> {
+    /// Both are exported everywhere.
+    Everywhere,
+    /// Both are visible in this namespace (the first one found).
+    Namespace(&'a str),
+}
+
+impl fmt::Display for Shared<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shared::Everywhere => f.write_str("every namespace"),
+            Shared::Namespace(ns) => write!(f, "namespace {ns}"),
+        }
+    }
+}
+
+/// The namespaces an `exportTo` of an object of namespace `owner` names;
+/// `None` for everywhere (empty, or `*` among them). `~` names none.
+fn exported_namespaces<'a>(export_to: &'a [String], owner: &'a str) -> Option<impl Iterator<Item = &'a str> + Clone> {
+    if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
+        return None;
+    }
+    Some(export_to.iter().filter(|e| *e != "~").map(move |e| if e == "." { owner } else { e.as_str() }))
+}
+
+/// A namespace in which an object of namespace `a_ns` exported to `a` and one
+/// of namespace `b_ns` exported to `b` are both visible, if there is one.
+pub fn shared_namespace<'a>(a: &'a [String], a_ns: &'a str, b: &'a [String], b_ns: &'a str) -> Option<Shared<'a>> {
+    match (exported_namespaces(a, a_ns), exported_namespaces(b, b_ns)) {
+        (None, None) => Some(Shared::Everywhere),
+        (None, Some(mut only)) | (Some(mut only), None) => only.next().map(Shared::Namespace),
+        (Some(mut x), Some(y)) => x.find(|ns| y.clone().any(|other| other == *ns)).map(Shared::Namespace),
+    }
+}
+
 /// The DestinationRules that `clients` see for `host`.
 pub fn resolve<'a>(snapshot: &'a Snapshot, clients: Clients<'a>, host: &'a str) -> Option<Resolution<'a>> {
     snapshot.destination_rules(clients.lookup_namespace(), host, None)
@@ -179,6 +216,22 @@ mod tests {
         let snapshot = Snapshot::from_objects(&Policy::default(), [rule("frontend", HOST, json!([]))]);
         let own = snapshot.destination_rules("frontend", HOST, None).expect("resolved");
         assert!(!seen_everywhere(&snapshot, &own, HOST));
+    }
+
+    #[test]
+    fn two_export_lists_share_a_namespace_when_they_overlap() {
+        let list = |items: &[&str]| -> Vec<String> { items.iter().map(|s| s.to_string()).collect() };
+        let shared = |a: &[&str], b: &[&str]| {
+            let (a, b) = (list(a), list(b));
+            shared_namespace(&a, "shop", &b, "web").map(|s| s.to_string())
+        };
+        assert_eq!(shared(&[], &["*"]).as_deref(), Some("every namespace"));
+        assert_eq!(shared(&[], &["."]).as_deref(), Some("namespace web"));
+        assert_eq!(shared(&["."], &["shop"]).as_deref(), Some("namespace shop"));
+        assert_eq!(shared(&["~", "payments"], &[".", "payments"]).as_deref(), Some("namespace payments"));
+        assert_eq!(shared(&["."], &["."]), None);
+        assert_eq!(shared(&["~"], &[]), None);
+        assert_eq!(shared(&[], &["~"]), None);
     }
 
     #[test]

@@ -179,3 +179,25 @@ fn an_entry_gives_back_its_object_exactly_and_reads_its_markers() {
     assert!(!entry.is_canary(), "only \"true\" marks a canary");
     assert!(entry.destination_rule().is_some());
 }
+
+#[test]
+fn mesh_bound_virtual_services_are_indexed_by_qualified_host() {
+    let vs = |name: &str, spec: serde_json::Value| {
+        object(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                      "metadata": {"name": name, "namespace": "shop"}, "spec": spec}))
+    };
+    let mut snap = snapshot(vec![
+        vs("short", json!({"hosts": ["reviews"]})),
+        vs("full", json!({"hosts": ["reviews.shop.svc.cluster.local"], "gateways": ["mesh", "public"]})),
+        vs("edge", json!({"hosts": ["reviews"], "gateways": ["public"]})),
+        vs("delegate", json!({"http": [{"route": [{"destination": {"host": "reviews"}}]}]})),
+    ]);
+    let names = |snap: &Snapshot| -> Vec<String> {
+        snap.virtual_services_binding("reviews.shop.svc.cluster.local").map(|e| e.name().to_string()).collect()
+    };
+    assert_eq!(names(&snap), ["full", "short"]);
+    snap.remove(&ObjectKey { kind: Kind::VirtualService, namespace: "shop".into(), name: "short".into() });
+    assert_eq!(names(&snap), ["full"]);
+    snap.upsert(vs("full", json!({"hosts": ["ratings"]})));
+    assert!(names(&snap).is_empty());
+}
