@@ -10,10 +10,10 @@
 //! JSON Patch of the mutating endpoint: [`Decided::answer`]). The
 //! [`server`](crate::server) moves bytes and logs the [`Summary`].
 
-pub mod decide;
-pub mod decode;
-pub mod encode;
-pub mod source;
+pub(crate) mod decide;
+pub(crate) mod decode;
+pub(crate) mod encode;
+pub(crate) mod source;
 
 use std::sync::Arc;
 

@@ -74,16 +74,16 @@
 //! `routeguard.io/generated-subsets` annotation). Nothing else is modified or
 //! deleted.
 
-pub mod admit;
+pub(crate) mod admit;
 pub mod ca;
 pub mod controller;
-pub mod index;
-pub mod kinds;
+pub(crate) mod index;
+pub(crate) mod kinds;
 pub mod lease;
 pub mod live;
 pub mod metrics;
-pub mod reconcile;
-pub mod reread;
+pub(crate) mod reconcile;
+pub(crate) mod reread;
 pub mod retry;
 pub mod selftls;
 pub mod watch;

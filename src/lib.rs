@@ -12,7 +12,12 @@
 //! mutate, generate), [`model::Object`], [`manifest::load_paths`],
 //! [`files::desired`], [`check::check`], [`admission::Admission`] over a
 //! [`admission::SnapshotSource`], [`server::serve_with`], [`cluster::live::Live`]
-//! and [`serve::run`].
+//! and [`serve::run`]; and the parts the integration tests drive on their own
+//! (certificates, TLS, the supervisor, the watch and the controller).
+//!
+//! The rules themselves, the live index's internals, the re-read and the
+//! decode/encode steps are `pub(crate)`: they change with every rule and are
+//! reached through the entry points above.
 
 pub mod admission;
 pub mod check;
@@ -21,7 +26,7 @@ pub mod cluster;
 pub mod files;
 pub mod manifest;
 pub mod model;
-pub mod pki;
+pub(crate) mod pki;
 pub mod policy;
 pub mod serve;
 pub mod server;

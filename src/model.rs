@@ -5,10 +5,10 @@
 //! ever re-serialized from a typed view, so unknown and newer fields survive.
 
 pub mod core;
-pub mod defaults;
+pub(crate) mod defaults;
 pub mod gateway;
 pub mod istio;
-pub mod marks;
+pub(crate) mod marks;
 pub mod path;
 
 use std::fmt;

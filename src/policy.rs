@@ -2,24 +2,24 @@
 //! read-only [`Snapshot`] of the cluster.
 
 pub mod config;
-pub mod duplicate_rules;
+pub(crate) mod duplicate_rules;
 pub mod engine;
-pub mod fields;
+pub(crate) mod fields;
 pub mod finding;
-pub mod generate;
-pub mod hosts;
-pub mod http_route;
-pub mod in_use;
-pub mod ports;
-pub mod routes;
-pub mod service_entry;
+pub(crate) mod generate;
+pub(crate) mod hosts;
+pub(crate) mod http_route;
+pub(crate) mod in_use;
+pub(crate) mod ports;
+pub(crate) mod routes;
+pub(crate) mod service_entry;
 pub mod snapshot;
-pub mod subsets;
+pub(crate) mod subsets;
 #[cfg(test)]
-pub mod testing;
-pub mod unused_rules;
-pub mod version;
-pub mod visibility;
+pub(crate) mod testing;
+pub(crate) mod unused_rules;
+pub(crate) mod version;
+pub(crate) mod visibility;
 
 pub use config::{Action, Policy, PolicyError, WeightMode};
 pub use engine::{Change, Engine, Mutation, Operation};

@@ -16,10 +16,10 @@
 pub mod accept;
 pub mod app;
 pub mod certs;
-pub mod logging;
-pub mod memory;
+pub(crate) mod logging;
+pub(crate) mod memory;
 pub mod metrics;
-pub mod reload;
+pub(crate) mod reload;
 pub mod tls;
 
 use std::future::{Future, IntoFuture as _};
