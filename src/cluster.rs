@@ -77,7 +77,7 @@
 pub(crate) mod admit;
 pub mod ca;
 pub mod controller;
-pub(crate) mod index;
+pub mod index;
 pub(crate) mod kinds;
 pub mod lease;
 pub mod live;

@@ -220,3 +220,40 @@ async fn a_removed_crd_empties_its_kind_and_is_looked_up_again() {
     assert!(fake.eventually(WAIT, || !has(&index, Kind::DestinationRule, "shop", "reviews")).await);
     assert!(index.status.is_synced(), "an absent kind does not block readiness");
 }
+
+#[tokio::test]
+async fn status_and_unread_annotations_wake_no_one() {
+    // A busy cluster updates Deployment statuses all the time; kubectl rewrites
+    // its last-applied annotation. Neither changes what routeguard reads: the
+    // index takes the new resourceVersion, but publishes no change (so the
+    // controller does not reconcile).
+    let fake = Fake::start().await;
+    let mut reviews = deployment("reviews-v1", "shop", "reviews", "v1");
+    fake.put(&cluster_fake::deployments("shop"), reviews.clone());
+    let index = start(&fake, &[]);
+    assert!(fake.eventually(WAIT, || index.status.is_synced()).await);
+    assert!(fake.eventually(WAIT, || has(&index, Kind::Deployment, "shop", "reviews-v1")).await);
+    let before = *index.publishes.borrow();
+    let version = |index: &Index| {
+        index
+            .live
+            .current()
+            .get(&key(Kind::Deployment, "shop", "reviews-v1"))
+            .map(|e| e.raw()["metadata"]["resourceVersion"].clone())
+    };
+    let first = version(&index);
+    for i in 0..20 {
+        reviews["status"] = json!({"observedGeneration": 1, "readyReplicas": i});
+        reviews["metadata"]["annotations"] =
+            json!({"kubectl.kubernetes.io/last-applied-configuration": format!("{{\"n\":{i}}}")});
+        fake.put(&cluster_fake::deployments("shop"), reviews.clone());
+    }
+    assert!(fake.eventually(WAIT, || version(&index) != first).await, "the new resourceVersion is stored");
+    let stored = index.live.current().get(&key(Kind::Deployment, "shop", "reviews-v1")).expect("stored").raw();
+    assert!(stored.get("status").is_none() && stored["metadata"].get("annotations").is_none(), "{stored}");
+    assert_eq!(*index.publishes.borrow(), before, "no change published");
+    // A label is read (selectors): that change is published.
+    reviews["metadata"]["labels"] = json!({"app": "reviews", "tier": "web"});
+    fake.put(&cluster_fake::deployments("shop"), reviews.clone());
+    assert!(fake.eventually(WAIT, || *index.publishes.borrow() > before).await);
+}

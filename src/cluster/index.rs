@@ -25,6 +25,11 @@ use super::kinds::{self, Served};
 /// The longest a change waits before admission sees it (batching).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 
+/// The longest a bookkeeping-only change ([`Effect::Version`]) waits: such a
+/// publish refreshes resourceVersions for the controller's preconditions and
+/// wakes no one.
+pub const QUIET_PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
 /// What one watcher covers: a kind, in one namespace or in all.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope {
@@ -60,52 +65,95 @@ pub enum Op {
     Replace { scope: Scope, objects: Vec<Object> },
 }
 
+/// What applying an operation changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Effect {
+    /// Nothing: the index already held exactly this.
+    None,
+    /// Only bookkeeping no rule and no generation reads (`resourceVersion`,
+    /// `generation`): a status update, a no-op apply, a resync.
+    Version,
+    /// What the rules or the generator read.
+    Content,
+}
+
 fn resource_version(raw: &Value) -> Option<&str> {
     raw.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty())
 }
 
-/// True when the snapshot already holds exactly this version of the object.
-fn unchanged(snapshot: &Snapshot, object: &Object) -> bool {
-    let Some(current) = snapshot.get(&object.key) else { return false };
+/// Metadata fields that change on every write, whatever was written.
+const BOOKKEEPING: [&str; 2] = ["resourceVersion", "generation"];
+
+/// Equal maps once the keys `skip` picks are left out of both.
+fn same_except(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, skip: &[&str]) -> bool {
+    let kept = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+    kept(a) == kept(b) && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
+}
+
+/// Equal objects but for their [`BOOKKEEPING`] metadata.
+fn same_content(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+    let metadata = |m: &serde_json::Map<String, Value>| m.get("metadata").and_then(Value::as_object).cloned();
+    same_except(a, b, &["metadata"])
+        && match (metadata(a), metadata(b)) {
+            (Some(x), Some(y)) => same_except(&x, &y, &BOOKKEEPING),
+            (x, y) => x == y,
+        }
+}
+
+/// What storing `object` would change in the snapshot.
+fn effect_of(snapshot: &Snapshot, object: &Object) -> Effect {
+    let Some(current) = snapshot.get(&object.key) else { return Effect::Content };
     let current = current.raw();
     match (resource_version(&current), resource_version(&object.raw)) {
-        (Some(a), Some(b)) => a == b,
-        _ => current == object.raw,
+        (Some(a), Some(b)) if a == b => Effect::None,
+        _ if current == object.raw => Effect::None,
+        _ if same_content(&current, &object.raw) => Effect::Version,
+        _ => Effect::Content,
     }
 }
 
-/// Applies one operation to a snapshot; the cost is that of the objects it names.
-pub fn apply(snapshot: &mut Snapshot, op: &Op) {
+/// Stores `object` unless the snapshot holds exactly it already.
+fn upsert(snapshot: &mut Snapshot, object: &Object) -> Effect {
+    let effect = effect_of(snapshot, object);
+    if effect != Effect::None {
+        snapshot.upsert_from(object);
+    }
+    effect
+}
+
+/// Applies one operation to a snapshot; the cost is that of the objects it
+/// names. Says what changed, so that bookkeeping-only updates (the stream of
+/// Deployment status updates in a busy cluster) cost no publish and no reconcile.
+pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
     match op {
-        Op::Upsert(object) => {
-            if !unchanged(snapshot, object) {
-                snapshot.upsert(object.clone());
-            }
-        }
-        Op::Delete(key) => {
-            snapshot.remove(key);
-        }
+        Op::Upsert(object) => upsert(snapshot, object),
+        Op::Delete(key) => match snapshot.remove(key) {
+            Some(_) => Effect::Content,
+            None => Effect::None,
+        },
         Op::Replace { scope, objects } => {
             let keep: HashSet<&ObjectKey> = objects.iter().map(|o| &o.key).collect();
             let gone: Vec<ObjectKey> = match &scope.namespace {
                 Some(ns) => snapshot.in_namespace(scope.kind, ns).map(|e| e.key().clone()).collect(),
                 None => snapshot.of_kind(scope.kind).into_iter().map(|e| e.key().clone()).collect(),
             };
+            let mut effect = Effect::None;
             for key in gone.into_iter().filter(|k| !keep.contains(k)) {
                 snapshot.remove(&key);
+                effect = Effect::Content;
             }
             for object in objects.iter().filter(|o| scope.contains(&o.key)) {
-                if !unchanged(snapshot, object) {
-                    snapshot.upsert(object.clone());
-                }
+                effect = effect.max(upsert(snapshot, object));
             }
+            effect
         }
     }
 }
 
 /// Turns one watcher's events into index operations.
 #[derive(Debug)]
-pub struct Stream {
+pub(crate) struct Stream {
     pub scope: Scope,
     pub served: Served,
     /// Objects of a list in progress (between `Init` and `InitDone`).
@@ -114,7 +162,7 @@ pub struct Stream {
 
 /// What one watch event means for the index.
 #[derive(Debug)]
-pub struct Step {
+pub(crate) struct Step {
     pub op: Option<Op>,
     /// A full list just completed: once `op` is published the scope is in sync.
     pub synced: bool,
@@ -176,36 +224,42 @@ pub struct Publisher {
     /// The index with every operation applied; it shares all unchanged parts
     /// with the copies admission holds.
     working: Snapshot,
-    /// Operations applied since the last publish.
-    dirty: bool,
+    /// What the operations since the last publish changed.
+    pending: Effect,
 }
 
 impl Publisher {
     /// A publisher for `live`.
     pub fn new(live: Arc<SharedSnapshot>) -> Publisher {
         let working = Snapshot::clone(&live.current());
-        Publisher { live, working, dirty: false }
+        Publisher { live, working, pending: Effect::None }
     }
 
     /// Applies an operation; admission sees it at the next publish.
-    pub fn push(&mut self, op: Op) {
-        apply(&mut self.working, &op);
-        self.dirty = true;
+    pub fn push(&mut self, op: Op) -> Effect {
+        let effect = apply(&mut self.working, &op);
+        self.pending = self.pending.max(effect);
+        effect
+    }
+
+    /// What waits for a publish.
+    pub fn pending(&self) -> Effect {
+        self.pending
     }
 
     /// True when operations wait for a publish.
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.pending != Effect::None
     }
 
-    /// Publishes the operations applied since the last publish; `false` when there were none.
-    pub fn publish(&mut self) -> bool {
-        if !self.dirty {
-            return false;
+    /// Publishes the operations applied since the last publish and says what they changed.
+    pub fn publish(&mut self) -> Effect {
+        let published = self.pending;
+        if published != Effect::None {
+            self.live.swap(Arc::new(self.working.clone()));
+            self.pending = Effect::None;
         }
-        self.live.swap(Arc::new(self.working.clone()));
-        self.dirty = false;
-        true
+        published
     }
 }
 
@@ -260,6 +314,48 @@ mod tests {
     }
 
     #[test]
+    fn says_what_an_operation_changed() {
+        let mut snapshot = Snapshot::for_policy(&Policy::default());
+        assert_eq!(apply(&mut snapshot, &Op::Upsert(service("a", "shop", "1"))), Effect::Content);
+        assert_eq!(apply(&mut snapshot, &Op::Upsert(service("a", "shop", "1"))), Effect::None, "the same version");
+        // A status update: live mode drops `status`, so only the version moved.
+        let mut bumped = service("a", "shop", "2");
+        bumped.raw["metadata"]["generation"] = json!(2);
+        assert_eq!(apply(&mut snapshot, &Op::Upsert(bumped)), Effect::Version);
+        assert_eq!(
+            snapshot.get(&service("a", "shop", "2").key).map(|e| e.raw()["metadata"]["resourceVersion"].clone()),
+            Some(json!("2")),
+            "the new version is stored"
+        );
+        let mut relabelled = service("a", "shop", "3");
+        relabelled.raw["metadata"]["labels"] = json!({"tier": "web"});
+        assert_eq!(apply(&mut snapshot, &Op::Upsert(relabelled)), Effect::Content);
+        assert_eq!(apply(&mut snapshot, &Op::Delete(service("x", "shop", "1").key)), Effect::None);
+        // A relist that only moved versions is bookkeeping; one that lost an object is content.
+        let scope = Scope { kind: Kind::Service, namespace: Some("shop".into()) };
+        let mut same = snapshot.get(&service("a", "shop", "3").key).expect("a").object();
+        same.raw["metadata"]["resourceVersion"] = json!("4");
+        assert_eq!(apply(&mut snapshot, &Op::Replace { scope: scope.clone(), objects: vec![same] }), Effect::Version);
+        assert_eq!(apply(&mut snapshot, &Op::Replace { scope, objects: vec![] }), Effect::Content);
+        assert_eq!(apply(&mut snapshot, &Op::Delete(service("a", "shop", "1").key)), Effect::None);
+    }
+
+    #[test]
+    fn a_bookkeeping_change_is_published_as_such() {
+        let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
+        let mut publisher = Publisher::new(live.clone());
+        publisher.push(Op::Upsert(service("a", "shop", "1")));
+        assert_eq!(publisher.publish(), Effect::Content);
+        assert_eq!(publisher.push(Op::Upsert(service("a", "shop", "2"))), Effect::Version);
+        assert_eq!(publisher.pending(), Effect::Version);
+        assert_eq!(publisher.publish(), Effect::Version);
+        assert_eq!(keys(&live.current()), vec!["Service shop/a @\"2\""]);
+        publisher.push(Op::Upsert(service("a", "shop", "3")));
+        publisher.push(Op::Upsert(service("b", "shop", "1")));
+        assert_eq!(publisher.publish(), Effect::Content, "the larger effect of a batch");
+    }
+
+    #[test]
     fn stream_buffers_a_list_until_it_is_done() {
         let mut stream = Stream::new(all(Kind::Service), Served::new(Kind::Service, "v1"));
         assert!(stream.on_event(watcher::Event::Init).op.is_none());
@@ -296,7 +392,7 @@ mod tests {
     fn publishes_each_batch_of_changes() {
         let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
         let mut publisher = Publisher::new(live.clone());
-        assert!(!publisher.publish(), "nothing to publish");
+        assert_eq!(publisher.publish(), Effect::None, "nothing to publish");
         for round in 0..6 {
             publisher.push(Op::Upsert(service(&format!("s{round}"), "shop", "1")));
             if round == 3 {
@@ -304,7 +400,7 @@ mod tests {
             }
             assert_eq!(live.current().len(), if round > 3 { round - 1 } else { round }, "unpublished, round {round}");
             assert!(publisher.is_dirty());
-            assert!(publisher.publish());
+            assert_eq!(publisher.publish(), Effect::Content);
             assert!(!publisher.is_dirty());
             let expected: usize = if round >= 3 { round } else { round + 1 };
             assert_eq!(live.current().len(), expected, "round {round}");
@@ -318,12 +414,12 @@ mod tests {
         let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
         let mut publisher = Publisher::new(live.clone());
         publisher.push(Op::Upsert(service("a", "shop", "1")));
-        assert!(publisher.publish());
+        assert_eq!(publisher.publish(), Effect::Content);
         // A request still judging against the first snapshot.
         let held = live.current();
         publisher.push(Op::Upsert(service("a", "shop", "2")));
         publisher.push(Op::Upsert(service("b", "shop", "1")));
-        assert!(publisher.publish(), "a reader never holds a publish back");
+        assert_eq!(publisher.publish(), Effect::Content, "a reader never holds a publish back");
         assert_eq!(keys(&held), vec!["Service shop/a @\"1\""]);
         assert_eq!(keys(&live.current()), vec!["Service shop/a @\"2\"", "Service shop/b @\"1\""]);
     }

@@ -95,21 +95,37 @@ pub async fn discover(client: &kube::Client, kind: Kind) -> Result<Option<Served
 }
 
 /// Turns a watched object into a model [`Object`]: sets `apiVersion` and
-/// `kind` (list items may lack them) and drops `managedFields` (never read,
-/// often the largest part of an object).
+/// `kind` (list items may lack them) and keeps only what routeguard reads
+/// (see [`normalize`]).
 pub fn to_object(served: &Served, object: DynamicObject) -> Result<Object, ModelError> {
     let mut raw = serde_json::to_value(object).map_err(|_| ModelError::NotAnObject)?;
     normalize(served, &mut raw);
     Object::from_value(raw, "")
 }
 
-/// Sets `apiVersion` and `kind` and drops `metadata.managedFields`.
+/// The annotation prefixes routeguard reads (its own, and Istio's
+/// `networking.istio.io/exportTo`); the index keeps no other annotation.
+pub const READ_ANNOTATION_PREFIXES: [&str; 2] = ["routeguard.io/", "networking.istio.io/"];
+
+/// Sets `apiVersion` and `kind` and drops what no rule, no generation and no
+/// reconcile reads: `status`, `metadata.managedFields` and the annotations
+/// outside [`READ_ANNOTATION_PREFIXES`] (`kubectl.kubernetes.io/last-applied-configuration`
+/// is often the largest part of an object). Less memory per object, and an
+/// update of only those parts leaves the index's content as it was, so it
+/// costs no publish and no reconcile (see [`super::index::Effect`]).
 pub fn normalize(served: &Served, raw: &mut Value) {
     if let Some(map) = raw.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(served.api_version().to_string()));
         map.insert("kind".into(), Value::String(served.kind.as_str().to_string()));
+        map.remove("status");
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("managedFields");
+            if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                annotations.retain(|k, _| READ_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p)));
+                if annotations.is_empty() {
+                    meta.remove("annotations");
+                }
+            }
         }
     }
 }
@@ -158,14 +174,23 @@ mod tests {
         assert_eq!(Served::new(Kind::Service, "v1").api_version(), "v1");
 
         let dynamic: DynamicObject = serde_json::from_value(json!({
-            "metadata": {"name": "r", "namespace": "shop", "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"host": "reviews"}
+            "metadata": {"name": "r", "namespace": "shop", "managedFields": [{"manager": "kubectl"}],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                         "routeguard.io/manage-subsets": "true",
+                                         "networking.istio.io/exportTo": "."}},
+            "spec": {"host": "reviews"},
+            "status": {"observedGeneration": 3}
         }))
         .expect("dynamic");
         let object = to_object(&served, dynamic).expect("object");
         assert_eq!(object.key.to_string(), "DestinationRule shop/r");
         assert_eq!(object.raw["apiVersion"], "networking.istio.io/v1beta1");
         assert!(object.raw["metadata"].get("managedFields").is_none());
+        assert!(object.raw.get("status").is_none());
+        assert_eq!(
+            object.raw["metadata"]["annotations"],
+            json!({"routeguard.io/manage-subsets": "true", "networking.istio.io/exportTo": "."})
+        );
         assert_eq!(object.raw["spec"]["host"], "reviews");
     }
 }

@@ -164,7 +164,7 @@ pub fn with_found(snapshot: &Snapshot, found: Vec<Found>) -> Snapshot {
             Found::Got(key, None) => Op::Delete(key),
             Found::Listed(scope, objects) => Op::Replace { scope, objects },
         };
-        index::apply(&mut copy, &op);
+        let _ = index::apply(&mut copy, &op);
     }
     copy
 }

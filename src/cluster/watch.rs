@@ -24,7 +24,7 @@ use crate::model::Kind;
 use crate::policy::Snapshot;
 use crate::supervisor::Supervisor;
 
-use super::index::{Op, PUBLISH_EVERY, Publisher, Scope, Stream};
+use super::index::{Effect, Op, PUBLISH_EVERY, Publisher, QUIET_PUBLISH_EVERY, Scope, Stream};
 use super::kinds::{self, Served};
 use super::metrics::ClusterStatus;
 
@@ -97,7 +97,10 @@ pub fn start_under(
     Index { live, publishes, status, tasks, _supervisor: supervisor.clone() }
 }
 
-/// Applies operations and publishes at most every [`PUBLISH_EVERY`].
+/// Applies operations and publishes at most every [`PUBLISH_EVERY`]; a
+/// publish of bookkeeping alone waits up to [`QUIET_PUBLISH_EVERY`] and does
+/// not wake the controller (`published` counts the publishes that changed
+/// what the rules or the generator read).
 async fn write(
     mut rx: mpsc::Receiver<Msg>,
     mut publisher: Publisher,
@@ -119,24 +122,36 @@ async fn write(
             msg = rx.recv() => match msg {
                 None => break,
                 Some(Msg::Op(op)) => {
-                    publisher.push(op);
-                    due.get_or_insert_with(|| (last + PUBLISH_EVERY).max(Instant::now()));
+                    let at = match publisher.push(op) {
+                        Effect::None => None,
+                        Effect::Version => Some(Instant::now() + QUIET_PUBLISH_EVERY),
+                        Effect::Content => Some((last + PUBLISH_EVERY).max(Instant::now())),
+                    };
+                    due = match (due, at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                 }
-                Some(Msg::Synced(scope)) if publisher.is_dirty() => synced.push(scope),
+                Some(Msg::Synced(scope)) if publisher.is_dirty() => {
+                    synced.push(scope);
+                    // A completed list is announced promptly, even if it changed nothing the rules read.
+                    due = Some(due.map_or(Instant::now() + PUBLISH_EVERY, |at| at.min(Instant::now() + PUBLISH_EVERY)));
+                }
                 // Its list is already published.
                 Some(Msg::Synced(scope)) => status.synced(&scope),
             },
             () = wait => {
-                if publisher.publish() {
+                let effect = publisher.publish();
+                due = None;
+                if effect != Effect::None {
                     last = Instant::now();
-                    due = None;
-                    count += 1;
                     for scope in synced.drain(..) {
                         status.synced(&scope);
                     }
+                }
+                if effect == Effect::Content {
+                    count += 1;
                     let _ = published.send(count);
-                } else {
-                    due = None;
                 }
             }
         }

@@ -201,3 +201,27 @@ fn mesh_bound_virtual_services_are_indexed_by_qualified_host() {
     snap.upsert(vs("full", json!({"hosts": ["ratings"]})));
     assert!(names(&snap).is_empty());
 }
+
+#[test]
+fn a_copy_and_its_original_change_apart() {
+    // The live index publishes copies and the re-read lays reads over one: a
+    // change to either side must never show in the other.
+    let original = snapshot(vec![dr("shop", "reviews", "reviews", &["v1"], &[])]);
+    let mut copy = original.clone();
+    copy.upsert(dr("shop", "reviews", "reviews", &["v1", "v2"], &[]));
+    copy.upsert(dr("shop", "ratings", "ratings", &["v1"], &[]));
+    let subsets = |snap: &Snapshot, host: &'static str| -> Vec<String> {
+        snap.destination_rules("shop", host, None)
+            .map(|r| r.subsets().map(|s| s.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(subsets(&original, "reviews.shop.svc.cluster.local"), ["v1"]);
+    assert!(subsets(&original, "ratings.shop.svc.cluster.local").is_empty());
+    assert_eq!(original.len(), 1);
+    assert_eq!(subsets(&copy, "reviews.shop.svc.cluster.local"), ["v1", "v2"]);
+    assert_eq!(copy.len(), 2);
+    let mut original = original;
+    original.remove(&ObjectKey { kind: Kind::DestinationRule, namespace: "shop".into(), name: "reviews".into() });
+    assert!(original.is_empty());
+    assert_eq!(copy.len(), 2, "the copy keeps what the original lost");
+}
