@@ -181,13 +181,26 @@ impl Controller {
     pub async fn reconcile(&mut self) -> Outcome {
         let snapshot = self.live.current();
         let rule_version = self.status.version(Kind::DestinationRule);
-        let desired = self.engine.generate(&snapshot);
-        let actions = reconcile::plan(Inputs {
-            policy: self.engine.policy(),
-            snapshot: &snapshot,
-            desired: &desired,
-            rule_api_version: rule_version.as_deref().unwrap_or("networking.istio.io/v1"),
-        });
+        let engine = self.engine.clone();
+        // Generation and planning cost the whole index: on the blocking pool,
+        // never on the async workers that answer admission requests.
+        let planned = tokio::task::spawn_blocking(move || {
+            let desired = engine.generate(&snapshot);
+            reconcile::plan(Inputs {
+                policy: engine.policy(),
+                snapshot: &snapshot,
+                desired: &desired,
+                rule_api_version: rule_version.as_deref().unwrap_or("networking.istio.io/v1"),
+            })
+        })
+        .await;
+        let actions = match planned {
+            Ok(actions) => actions,
+            // A panic in planning must not pass silently: the supervisor sees the task end.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => return Outcome::default(),
+        };
         let now = Instant::now();
         self.recent.retain(|_, (_, at)| now.saturating_duration_since(*at) < SETTLE);
         let planned: std::collections::HashSet<&ObjectKey> = actions.iter().map(Action::key).collect();

@@ -122,7 +122,26 @@ async fn write(
             msg = rx.recv() => match msg {
                 None => break,
                 Some(Msg::Op(op)) => {
-                    let at = match publisher.push(op) {
+                    let effect = match op {
+                        // A (re)list costs its whole scope: on the blocking
+                        // pool, off the workers that answer admission.
+                        Op::Replace { .. } => {
+                            let pushed = tokio::task::spawn_blocking(move || {
+                                let effect = publisher.push(op);
+                                (publisher, effect)
+                            });
+                            match pushed.await {
+                                Ok((back, effect)) => {
+                                    publisher = back;
+                                    effect
+                                }
+                                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                                Err(_) => break,
+                            }
+                        }
+                        op => publisher.push(op),
+                    };
+                    let at = match effect {
                         Effect::None => None,
                         Effect::Version => Some(Instant::now() + QUIET_PUBLISH_EVERY),
                         Effect::Content => Some((last + PUBLISH_EVERY).max(Instant::now())),
