@@ -6,6 +6,7 @@ pub mod duplicate_rules;
 pub mod engine;
 pub mod fields;
 pub mod finding;
+pub mod gateways;
 pub mod generate;
 pub mod hosts;
 pub mod http_route;
