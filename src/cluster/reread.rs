@@ -1,8 +1,8 @@
 //! Ordering races on the admission path: `kubectl apply -f dir/` sends the
 //! VirtualService a moment after the DestinationRule it needs, and the watch
-//! lags by milliseconds. Before refusing for a missing subset, host,
-//! backend or gateway (RG103, RG104, RG107, RG114), the objects involved are re-read from the
-//! API server (one short deadline for all), laid over the snapshot (a copy
+//! lags by milliseconds. Before refusing for a missing subset, host, backend
+//! or gateway (RG103, RG104, RG107, RG114), the objects involved are re-read
+//! from the API server (one short deadline for all), laid over the snapshot (a copy
 //! that shares all it does not change), and the request judged again; it is refused only if still missing. This
 //! module plans and performs the reads; [`super::admit`] is admission's
 //! second look that uses them.
