@@ -16,8 +16,8 @@
 //!   shares everything the changes did not touch.
 //! - [`watch`]: one watcher per kind (and namespace), discovery of absent
 //!   kinds, back-off and resync.
-//! - [`reread`] and [`admit`]: before refusing for a missing subset, host or backend
-//!   (RG103, RG104, RG107), re-read the objects involved and judge again.
+//! - [`reread`] and [`admit`]: before refusing for a missing subset, host, backend
+//!   or gateway (RG103, RG104, RG107, RG114), re-read the objects involved and judge again.
 //! - [`reconcile`] (pure) and [`controller`]: server-side apply of the
 //!   generated objects, pruning, Events; [`retry`] (pure): per-object
 //!   backoff of failed writes and at most one Warning Event per window.

@@ -28,11 +28,15 @@ pub enum Kind {
     ReferenceGrant,
     Service,
     Deployment,
+    /// Istio's `Gateway` (networking.istio.io), what `VirtualService.spec.gateways` names.
+    IstioGateway,
+    /// The Gateway API's `Gateway` (gateway.networking.k8s.io), what `HTTPRoute.spec.parentRefs` names.
+    Gateway,
 }
 
 impl Kind {
     /// All kinds, in a stable order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::ServiceEntry,
@@ -40,6 +44,8 @@ impl Kind {
         Kind::ReferenceGrant,
         Kind::Service,
         Kind::Deployment,
+        Kind::IstioGateway,
+        Kind::Gateway,
     ];
 
     /// The Kubernetes `kind` string.
@@ -52,14 +58,26 @@ impl Kind {
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::Service => "Service",
             Kind::Deployment => "Deployment",
+            Kind::IstioGateway | Kind::Gateway => "Gateway",
+        }
+    }
+
+    /// A name unique among the kinds, for metric labels and task names: the
+    /// `kind` string, except `IstioGateway` (both gateways are `Gateway`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::IstioGateway => "IstioGateway",
+            other => other.as_str(),
         }
     }
 
     /// The API group the kind lives in (`""` for core).
     pub fn group(self) -> &'static str {
         match self {
-            Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry => "networking.istio.io",
-            Kind::HttpRoute | Kind::ReferenceGrant => "gateway.networking.k8s.io",
+            Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::IstioGateway => {
+                "networking.istio.io"
+            }
+            Kind::HttpRoute | Kind::ReferenceGrant | Kind::Gateway => "gateway.networking.k8s.io",
             Kind::Service => "",
             Kind::Deployment => "apps",
         }
@@ -79,6 +97,9 @@ impl Kind {
             "ReferenceGrant" => Kind::ReferenceGrant,
             "Service" => Kind::Service,
             "Deployment" => Kind::Deployment,
+            // Two groups name a kind `Gateway`.
+            "Gateway" if group == Kind::IstioGateway.group() => Kind::IstioGateway,
+            "Gateway" => Kind::Gateway,
             _ => return None,
         };
         (found.group() == group).then_some(found)
@@ -95,6 +116,7 @@ impl Kind {
             Kind::ReferenceGrant => "referencegrants",
             Kind::Service => "services",
             Kind::Deployment => "deployments",
+            Kind::IstioGateway | Kind::Gateway => "gateways",
         }
     }
 
@@ -243,6 +265,8 @@ pub enum Spec {
     ReferenceGrant(gateway::ReferenceGrantSpec),
     Service(core::ServiceSpec),
     Deployment(core::DeploymentSpec),
+    IstioGateway(istio::GatewaySpec),
+    Gateway(gateway::GatewaySpec),
 }
 
 impl Object {
@@ -256,6 +280,8 @@ impl Object {
             Kind::ReferenceGrant => Spec::ReferenceGrant(self.spec()?),
             Kind::Service => Spec::Service(self.spec()?),
             Kind::Deployment => Spec::Deployment(self.spec()?),
+            Kind::IstioGateway => Spec::IstioGateway(self.spec()?),
+            Kind::Gateway => Spec::Gateway(self.spec()?),
         })
     }
 }
@@ -324,6 +350,19 @@ mod tests {
         assert!(matches!(err, Err(ModelError::UnknownKind { .. })));
         let err = Object::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {}}), "d");
         assert!(matches!(err, Err(ModelError::Missing("metadata.name"))));
+    }
+
+    #[test]
+    fn the_two_gateways_are_told_apart_by_group() {
+        let istio = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "g"}});
+        let api = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "g"}});
+        assert_eq!(Object::from_value(istio, "d").expect("istio").kind(), Kind::IstioGateway);
+        assert_eq!(Object::from_value(api, "d").expect("gateway api").kind(), Kind::Gateway);
+        assert_eq!(Kind::from_resource("networking.istio.io", "gateways"), Some(Kind::IstioGateway));
+        assert_eq!(Kind::from_resource("gateway.networking.k8s.io", "gateways"), Some(Kind::Gateway));
+        assert_eq!((Kind::IstioGateway.as_str(), Kind::IstioGateway.label()), ("Gateway", "IstioGateway"));
+        let labels: std::collections::BTreeSet<&str> = Kind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), Kind::ALL.len(), "labels are unique");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub(crate) mod duplicate_rules;
 pub mod engine;
 pub(crate) mod fields;
 pub mod finding;
+pub(crate) mod gateways;
 pub(crate) mod generate;
 pub(crate) mod hosts;
 pub(crate) mod http_route;

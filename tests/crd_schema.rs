@@ -28,6 +28,8 @@ fn crd_file(kind: Kind) -> Option<&'static str> {
         Kind::ServiceEntry => "crds/istio/serviceentries.yaml",
         Kind::HttpRoute => "crds/gateway-api/gateway.networking.k8s.io_httproutes.yaml",
         Kind::ReferenceGrant => "crds/gateway-api/gateway.networking.k8s.io_referencegrants.yaml",
+        Kind::IstioGateway => "crds/istio/gateways.yaml",
+        Kind::Gateway => "crds/gateway-api/gateway.networking.k8s.io_gateways.yaml",
         Kind::Service | Kind::Deployment => return None,
     })
 }

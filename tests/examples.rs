@@ -34,6 +34,7 @@ const GOOD: &[&str] = &[
     "conflicting-routes/good",
     "unused-destination-rule/good",
     "duplicate-destination-rules/good",
+    "missing-gateway/good",
 ];
 
 /// One finding a broken folder must produce.
@@ -301,6 +302,29 @@ const BROKEN: &[(&str, &[Expected])] = &[
             ),
         ],
     ),
+    (
+        "missing-gateway/broken",
+        &[
+            e(
+                "RG114",
+                "HTTPRoute",
+                "storefront-api",
+                "spec.parentRefs[0].name",
+                "storefront-httproute.yaml",
+                11,
+                &["gateway api gateway default/web", "does not exist"],
+            ),
+            e(
+                "RG114",
+                "VirtualService",
+                "storefront",
+                "spec.gateways[0]",
+                "storefront-virtualservice.yaml",
+                13,
+                &["no istio gateway istio-ingress/public-gatway", "did you mean \"istio-ingress/public-gateway\"?"],
+            ),
+        ],
+    ),
 ];
 
 fn routeguard(args: &[&str]) -> Output {
@@ -464,10 +488,10 @@ fn every_scenario_is_tested_and_documented() {
         assert!(variants >= 2, "examples/{name} needs a good and a broken variant");
     }
     assert_eq!(
-        scenarios, 11,
+        scenarios, 12,
         "bookinfo-canary, dark-launch, mirroring, gateway-api-shift, canary-service, service-entry-export, \
          unreachable-routes, destination-ports, conflicting-routes, unused-destination-rule, \
-         duplicate-destination-rules"
+         duplicate-destination-rules, missing-gateway"
     );
 }
 
@@ -494,6 +518,7 @@ fn the_example_policy_is_accepted_and_keeps_the_documented_results() {
         "conflictingRoutes",
         "unusedRules",
         "duplicateRules",
+        "missingGateway",
         "exemptUsers",
         "versionLabel",
         "meshRootNamespace",

@@ -68,6 +68,8 @@ async fn every_kind_and_operation() {
     let svc = service("reviews", "reviews");
     let route_ok = http_route("ratings");
     let route_bad = http_route("nowhere");
+    let mut route_unattached = http_route("ratings");
+    route_unattached["spec"]["parentRefs"][0]["name"] = json!("no-such-gateway");
     // (operation, object, old, allowed, error codes)
     type Case<'a> = (&'a str, Option<&'a Value>, Option<&'a Value>, bool, &'a [&'a str]);
     let table: Vec<Case<'_>> = vec![
@@ -81,6 +83,7 @@ async fn every_kind_and_operation() {
         ("DELETE", None, Some(&dr_all), false, &["RG201", "RG201"]),
         ("CREATE", Some(&route_ok), None, true, &[]),
         ("CREATE", Some(&route_bad), None, false, &["RG107"]),
+        ("CREATE", Some(&route_unattached), None, false, &["RG114"]),
         ("UPDATE", Some(&route_ok), Some(&route_bad), true, &[]),
         ("DELETE", None, Some(&route_ok), true, &[]),
         ("CREATE", Some(&reviews_v1), None, true, &[]),
@@ -366,7 +369,7 @@ async fn admin_router_serves_health_and_metrics() {
         "routeguard_admission_duration_seconds_bucket{le=\"+Inf\",endpoint=\"validate\"} 2",
         "routeguard_admission_duration_seconds_count{endpoint=\"validate\"} 2",
         "routeguard_admission_duration_seconds_count{endpoint=\"mutate\"} 1",
-        "routeguard_snapshot_objects 9",
+        "routeguard_snapshot_objects 10",
         "routeguard_ready 1",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");

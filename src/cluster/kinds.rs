@@ -1,7 +1,8 @@
 //! The watched kinds and the API version each is served in.
 //!
-//! Istio serves one schema under v1, v1beta1 and v1alpha3: routeguard prefers
-//! v1 and falls back. Gateway API: HTTPRoute v1 (v1beta1 on old releases),
+//! Istio serves one schema under v1, v1beta1 and v1alpha3 (VirtualService,
+//! DestinationRule, ServiceEntry, Gateway): routeguard prefers v1 and falls
+//! back. Gateway API: HTTPRoute and Gateway v1 (v1beta1 on old releases),
 //! ReferenceGrant v1 when served, else v1beta1. Core Services and apps
 //! Deployments are always there and are not looked up.
 
@@ -19,8 +20,10 @@ const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// The versions to try for a kind, most preferred first.
 pub fn candidate_versions(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry => &["v1", "v1beta1", "v1alpha3"],
-        Kind::HttpRoute | Kind::ReferenceGrant => &["v1", "v1beta1"],
+        Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::IstioGateway => {
+            &["v1", "v1beta1", "v1alpha3"]
+        }
+        Kind::HttpRoute | Kind::ReferenceGrant | Kind::Gateway => &["v1", "v1beta1"],
         Kind::Service | Kind::Deployment => &["v1"],
     }
 }
@@ -164,6 +167,18 @@ mod tests {
         };
         assert_eq!(choose_version(Kind::HttpRoute, listed), Some("v1"));
         assert_eq!(choose_version(Kind::ReferenceGrant, listed), Some("v1beta1"));
+    }
+
+    #[test]
+    fn both_gateways_are_looked_up_in_their_own_group() {
+        let istio = names(&["gateways", "virtualservices"]);
+        let listed = |v: &str| (v == "v1beta1").then_some(istio.as_slice());
+        assert_eq!(choose_version(Kind::IstioGateway, listed), Some("v1beta1"));
+        let served = Served::new(Kind::IstioGateway, "v1");
+        assert_eq!((served.api_version(), served.resource.plural.as_str()), ("networking.istio.io/v1", "gateways"));
+        assert_eq!(served.resource.kind, "Gateway");
+        assert_eq!(Served::new(Kind::Gateway, "v1").api_version(), "gateway.networking.k8s.io/v1");
+        assert!(!is_builtin(Kind::Gateway) && !is_builtin(Kind::IstioGateway));
     }
 
     #[test]

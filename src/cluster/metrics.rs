@@ -67,7 +67,7 @@ struct KindLabels {
 
 impl KindLabels {
     fn of(kind: Kind) -> KindLabels {
-        KindLabels { kind: kind.as_str() }
+        KindLabels { kind: kind.label() }
     }
 }
 
@@ -308,7 +308,7 @@ impl ClusterStatus {
                 let count = i64::try_from(snapshot.count(*kind)).unwrap_or(i64::MAX);
                 self.objects.get_or_create(&KindLabels::of(*kind)).set(count);
                 for state in KindState::ALL {
-                    let labels = StateLabels { kind: kind.as_str(), state: state.as_str() };
+                    let labels = StateLabels { kind: kind.label(), state: state.as_str() };
                     self.kind_state.get_or_create(&labels).set(i64::from(info.state == state));
                 }
             }

@@ -1,8 +1,8 @@
 //! Ordering races on the admission path: `kubectl apply -f dir/` sends the
 //! VirtualService a moment after the DestinationRule it needs, and the watch
-//! lags by milliseconds. Before refusing for a missing subset, host or
-//! backend (RG103, RG104, RG107), the objects involved are re-read from the
-//! API server (one short deadline for all), laid over the snapshot (a copy
+//! lags by milliseconds. Before refusing for a missing subset, host, backend
+//! or gateway (RG103, RG104, RG107, RG114), the objects involved are re-read
+//! from the API server (one short deadline for all), laid over the snapshot (a copy
 //! that shares all it does not change), and the request judged again; it is refused only if still missing. This
 //! module plans and performs the reads; [`super::admit`] is admission's
 //! second look that uses them.
@@ -23,9 +23,10 @@ use kube::api::ListParams;
 use kube::core::DynamicObject;
 use serde_json::Value;
 
+use crate::model::gateway::ParentRef;
 use crate::model::{FieldPath, Kind, Object, ObjectKey};
 use crate::policy::snapshot::virtual_service_hosts;
-use crate::policy::{Code, Entry, Finding, Severity, Snapshot, hosts};
+use crate::policy::{Code, Entry, Finding, Severity, Snapshot, gateways, hosts};
 
 use super::index::{self, Op, Scope};
 use super::kinds::{self, Served};
@@ -36,7 +37,7 @@ use super::{ClusterError, within};
 pub const REREAD_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The codes whose refusal is worth a re-read.
-pub const CODES: [Code; 3] = [Code::RG103, Code::RG104, Code::RG107];
+pub const CODES: [Code; 4] = [Code::RG103, Code::RG104, Code::RG107, Code::RG114];
 
 /// One read.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,6 +110,25 @@ pub fn plan(object: &Object, findings: &[Finding], snapshot: &Snapshot) -> BTree
                 reads.insert(Read::Get(ObjectKey { kind: Kind::Service, namespace: target.into(), name: name.into() }));
                 if target != ns {
                     reads.insert(list(Kind::ReferenceGrant, target));
+                }
+            }
+            // The Istio Gateway a `gateways` entry names (the finding's path is the entry).
+            (Kind::VirtualService, Code::RG114) => {
+                let at = pointer(&finding.path).and_then(|p| object.raw.pointer(&p));
+                let Some(written) = at.and_then(Value::as_str) else { continue };
+                if let Some((namespace, name)) = gateways::istio_gateway_ref(written, ns) {
+                    let key = ObjectKey { kind: Kind::IstioGateway, namespace: namespace.into(), name: name.into() };
+                    reads.insert(Read::Get(key));
+                }
+            }
+            // The Gateway or Service a parentRef names (the finding's path is its `.name`).
+            (Kind::HttpRoute, Code::RG114) => {
+                let at = finding.path.parent().and_then(|p| pointer(&p)).and_then(|p| object.raw.pointer(&p));
+                let Some(parent) = at.and_then(|v| serde_json::from_value::<ParentRef>(v.clone()).ok()) else {
+                    continue;
+                };
+                if let Some(key) = gateways::parent_key(&parent, ns) {
+                    reads.insert(Read::Get(key));
                 }
             }
             _ => {}

@@ -92,7 +92,7 @@ pub fn start_under(
     let mut tasks = vec![supervisor.spawn("index writer", writer)];
     for kind in Kind::ALL {
         let task = watch_kind(client.clone(), kind, settings.clone(), status.clone(), tx.clone());
-        tasks.push(supervisor.spawn(format!("watch {kind}"), task));
+        tasks.push(supervisor.spawn(format!("watch {}", kind.label()), task));
     }
     Index { live, publishes, status, tasks, _supervisor: supervisor.clone() }
 }

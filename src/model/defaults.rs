@@ -93,6 +93,11 @@ impl Object {
     /// The object as the API server would store it: its CRD's schema defaults applied.
     pub fn with_api_defaults(mut self) -> Object {
         let api_version = self.raw.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        // Istio's CRDs declare no defaults, and its Gateway shares a kind name
+        // with the Gateway API's, whose defaults are not its own.
+        if self.key.kind.group() == "networking.istio.io" {
+            return self;
+        }
         if let Some(defaults) = for_type(self.key.kind.as_str(), api_version) {
             defaults.apply(&mut self.raw);
         }

@@ -6,9 +6,52 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct HttpRouteSpec {
+    pub parent_refs: Vec<ParentRef>,
     pub hostnames: Vec<String>,
     pub rules: Vec<HttpRouteRule>,
 }
+
+/// What a route attaches to: a Gateway (the defaults), or a Service for mesh routing (GAMMA).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ParentRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub section_name: Option<String>,
+    pub port: Option<i64>,
+}
+
+/// The group of the Gateway API kinds.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
+/// What a parentRef attaches to, by its group and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parent {
+    /// A Gateway API Gateway (group `gateway.networking.k8s.io`, kind `Gateway`: the defaults).
+    Gateway,
+    /// A core Service (group `""`, kind `Service`): mesh routing.
+    Service,
+    /// Anything else: not judged.
+    Other,
+}
+
+impl ParentRef {
+    /// What the parentRef attaches to; group and kind default as the CRD says.
+    pub fn parent(&self) -> Parent {
+        let group = self.group.as_deref().unwrap_or(GATEWAY_API_GROUP);
+        match (group, self.kind.as_deref().unwrap_or("Gateway")) {
+            (GATEWAY_API_GROUP, "Gateway") => Parent::Gateway,
+            ("", "Service") => Parent::Service,
+            _ => Parent::Other,
+        }
+    }
+}
+
+/// Gateway API `Gateway.spec`: nothing of it is read, a Gateway only needs to exist (RG114).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GatewaySpec {}
 
 /// One entry of `spec.rules`.
 #[derive(Debug, Clone, Default, Deserialize)]

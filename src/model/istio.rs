@@ -240,12 +240,25 @@ pub struct Percent {
     pub value: f64,
 }
 
-/// A tcp or tls route: only its destinations matter here.
+/// A tcp or tls route: only its matches' gateways and its destinations matter here.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct L4Route {
+    #[serde(rename = "match")]
+    pub matches: Vec<L4Match>,
     pub route: Vec<RouteDestination>,
 }
+
+/// One entry of `spec.tcp[].match` or `spec.tls[].match`: only its gateways are read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct L4Match {
+    pub gateways: Vec<String>,
+}
+
+/// Istio `Gateway.spec`: nothing of it is read, a Gateway only needs to exist (RG114).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GatewaySpec {}
 
 /// `DestinationRule.spec`.
 #[derive(Debug, Clone, Default, Deserialize)]

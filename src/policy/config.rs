@@ -57,6 +57,8 @@ pub struct Policy {
     /// with other labels, a warning for a second top-level trafficPolicy),
     /// `warn` makes both warnings.
     pub duplicate_rules: Action,
+    /// RG114.
+    pub missing_gateway: Action,
     /// Users whose errors become warnings (for example a rollout controller's service account).
     pub exempt_users: Vec<String>,
     pub version_label: String,
@@ -76,6 +78,7 @@ impl Default for Policy {
             conflicting_routes: Action::Deny,
             unused_rules: Action::Warn,
             duplicate_rules: Action::Deny,
+            missing_gateway: Action::Deny,
             exempt_users: Vec::new(),
             version_label: "version".to_string(),
             mesh_root_namespace: "istio-system".to_string(),
@@ -128,6 +131,7 @@ impl Policy {
             Code::RG111 => Some(self.conflicting_routes),
             Code::RG112 => Some(self.unused_rules),
             Code::RG113 => Some(self.duplicate_rules),
+            Code::RG114 => Some(self.missing_gateway),
             _ => None,
         }
     }
@@ -206,5 +210,11 @@ mod tests {
         assert_eq!(deny.apply(vec![warned.clone()], None)[0].severity, Severity::Error);
         assert_eq!(deny.apply(vec![warned.clone()], Some("bot")).len(), 1);
         assert!(from_yaml("unreachableRoutes: off").expect("policy").apply(vec![warned], None).is_empty());
+        // RG114 is an error by default; warn lowers it, off drops it.
+        let missing = finding(Code::RG114);
+        assert_eq!(Policy::default().apply(vec![missing.clone()], None)[0].severity, Severity::Error);
+        let warn = from_yaml("missingGateway: warn").expect("policy");
+        assert_eq!(warn.apply(vec![missing.clone()], None)[0].severity, Severity::Warning);
+        assert!(from_yaml("missingGateway: off").expect("policy").apply(vec![missing], None).is_empty());
     }
 }

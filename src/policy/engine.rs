@@ -5,7 +5,7 @@ use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 use super::finding::{Code, Finding};
 use super::snapshot::{Entry, Snapshot};
 use super::{
-    Context, Policy, duplicate_rules, fields, generate, http_route, in_use, routes, service_entry, subsets,
+    Context, Policy, duplicate_rules, fields, gateways, generate, http_route, in_use, routes, service_entry, subsets,
     unused_rules, version,
 };
 
@@ -108,8 +108,14 @@ impl Engine {
                 };
                 findings.push(Finding::new(Code::RG100, &object.key, path, format!("invalid value: {message}")));
             }
-            Ok(Spec::VirtualService(spec)) => findings.extend(routes::check_virtual_service(ctx, &object.key, &spec)),
-            Ok(Spec::HttpRoute(spec)) => findings.extend(http_route::check_http_route(ctx, &object.key, &spec)),
+            Ok(Spec::VirtualService(spec)) => {
+                findings.extend(routes::check_virtual_service(ctx, &object.key, &spec));
+                findings.extend(gateways::check_virtual_service(ctx, &object.key, &spec));
+            }
+            Ok(Spec::HttpRoute(spec)) => {
+                findings.extend(http_route::check_http_route(ctx, &object.key, &spec));
+                findings.extend(gateways::check_http_route(ctx, &object.key, &spec));
+            }
             Ok(Spec::DestinationRule(spec)) => {
                 findings.extend(subsets::check_destination_rule(ctx, &object.key, &spec));
                 findings.extend(unused_rules::check(ctx, &object.key, &spec));

@@ -54,6 +54,8 @@ pub enum Code {
     RG112,
     /// Two DestinationRules of one namespace for one host that conflict.
     RG113,
+    /// A VirtualService gateway or an HTTPRoute parentRef that names nothing that exists.
+    RG114,
     RG201,
     RG202,
     RG203,
@@ -81,6 +83,7 @@ impl Code {
             Code::RG111 => "RG111",
             Code::RG112 => "RG112",
             Code::RG113 => "RG113",
+            Code::RG114 => "RG114",
             Code::RG201 => "RG201",
             Code::RG202 => "RG202",
             Code::RG203 => "RG203",

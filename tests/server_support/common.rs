@@ -75,7 +75,17 @@ pub fn http_route(service: &str) -> Value {
     })
 }
 
-/// Istio's bookinfo reviews (Service, v1..v3, DestinationRule, 80/20 VirtualService) and ratings.
+/// The Gateway API Gateway `default/gateway` that [`http_route`] attaches to.
+pub fn gateway() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gateway", "namespace": "default"},
+        "spec": {"gatewayClassName": "istio", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}
+    })
+}
+
+/// Istio's bookinfo reviews (Service, v1..v3, DestinationRule, 80/20 VirtualService) and ratings,
+/// with the Gateway its HTTPRoute attaches to.
 pub fn bookinfo() -> Vec<Object> {
     vec![
         object(service("reviews", "reviews")),
@@ -86,6 +96,7 @@ pub fn bookinfo() -> Vec<Object> {
         object(virtual_service(&[("v1", 80), ("v2", 20)])),
         object(service("ratings", "ratings")),
         object(deployment("ratings-v1", "ratings", Some("v1"))),
+        object(gateway()),
         object(http_route("ratings")),
     ]
 }

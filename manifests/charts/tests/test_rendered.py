@@ -584,8 +584,10 @@ def expected_permissions(e) -> dict:
         ("networking.istio.io", "virtualservices"),
         ("networking.istio.io", "destinationrules"),
         ("networking.istio.io", "serviceentries"),
+        ("networking.istio.io", "gateways"),
         ("gateway.networking.k8s.io", "httproutes"),
         ("gateway.networking.k8s.io", "referencegrants"),
+        ("gateway.networking.k8s.io", "gateways"),
     ]
     out = {}
     for scope in e["watch"] or ["cluster"]:

@@ -101,6 +101,53 @@ fn plans_reads_for_a_missing_host_and_backend() {
 }
 
 #[test]
+fn plans_a_get_of_a_missing_gateway_and_turns_the_refusal_around() {
+    let snapshot = Snapshot::for_policy(&Policy::default());
+    let vs = object(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"hosts": ["web.example.com"], "gateways": ["mesh", "edge/public", "ingress.edge.svc.cluster.local"],
+                 "http": [{"match": [{"gateways": ["./public"]}], "route": [{"destination": {"host": "web"}}]}]}
+    }));
+    let findings: Vec<Finding> = judge(&snapshot, &vs).into_iter().filter(|f| f.code == Code::RG114).collect();
+    assert_eq!(findings.len(), 3, "{findings:#?}");
+    assert!(worth_rereading(&findings));
+    let gateway = |kind, ns: &str, name: &str| ObjectKey { kind, namespace: ns.into(), name: name.into() };
+    let reads: Vec<Read> = plan(&vs, &findings, &snapshot).into_iter().collect();
+    assert_eq!(
+        reads,
+        vec![
+            Read::Get(gateway(Kind::IstioGateway, "edge", "ingress")),
+            Read::Get(gateway(Kind::IstioGateway, "edge", "public")),
+            Read::Get(gateway(Kind::IstioGateway, "shop", "public")),
+        ]
+    );
+
+    let http = object(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public",
+                                 "namespace": "edge"},
+                                {"group": "", "kind": "Service", "name": "web"}]}
+    }));
+    let findings = judge(&snapshot, &http);
+    let reads: Vec<Read> = plan(&http, &findings, &snapshot).into_iter().collect();
+    assert_eq!(
+        reads,
+        vec![Read::Get(gateway(Kind::Service, "shop", "web")), Read::Get(gateway(Kind::Gateway, "edge", "public"))]
+    );
+
+    // What the Get finds is laid over the snapshot: the Gateway is there after all.
+    let public = object(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                               "metadata": {"name": "public", "namespace": "edge"},
+                               "spec": {"gatewayClassName": "istio", "listeners": []}}));
+    let fresh = with_found(&snapshot, vec![Found::Got(public.key.clone(), Some(public))]);
+    let again: Vec<String> =
+        judge(&fresh, &http).iter().filter(|f| f.code == Code::RG114).map(|f| f.path.to_string()).collect();
+    assert_eq!(again, ["spec.parentRefs[1].name"]);
+}
+
+#[test]
 fn found_objects_turn_the_refusal_around() {
     let snapshot = Snapshot::from_objects(&Policy::default(), vec![service(), rule(&["v1"])]);
     let route = vs("reviews", "v2");

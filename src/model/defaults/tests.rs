@@ -137,3 +137,12 @@ fn a_non_nullable_null_is_defaulted_and_wrong_shapes_are_left_alone() {
     assert_eq!(object.raw["spec"]["rules"][0]["backendRefs"][0]["weight"], 1);
     assert_eq!(object.raw["spec"]["parentRefs"], "oops");
 }
+
+#[test]
+fn an_istio_gateway_gets_none_of_the_gateway_api_defaults() {
+    let raw = json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "g"},
+                     "spec": {"servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}});
+    let object = Object::from_value(raw.clone(), "d").expect("gateway").with_api_defaults();
+    assert_eq!(object.raw, raw);
+    assert!(for_type("Gateway", "gateway.networking.k8s.io/v1").is_some(), "the gateway api's gateway has defaults");
+}

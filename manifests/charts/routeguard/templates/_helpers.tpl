@@ -197,10 +197,10 @@ cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "r
   resources: ["services"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["networking.istio.io"]
-  resources: ["virtualservices", "destinationrules", "serviceentries"]
+  resources: ["virtualservices", "destinationrules", "serviceentries", "gateways"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["httproutes", "referencegrants"]
+  resources: ["httproutes", "referencegrants", "gateways"]
   verbs: ["get", "list", "watch"]
 {{- if .Values.generator.enabled }}
 # The generator: per-version Services and DestinationRule subsets.
