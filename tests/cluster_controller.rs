@@ -432,12 +432,20 @@ async fn a_leader_whose_renewals_fail_past_the_lease_duration_writes_nothing() {
 async fn a_leader_deposed_during_a_pass_makes_no_further_writes() {
     let fake = Fake::start().await;
     shop(&fake);
-    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
-    fake.put(&deployments("shop"), deployment("reviews-v3", "shop", "reviews", "v3"));
-    // The pass's first write (of four) takes 1.5 s.
-    fake.add_override(Override::status(Method::PATCH, "/", 0, "").prefix().delay(Duration::from_millis(1500)).times(1));
+    // Nine versions: a pass of ten applies (the DestinationRule and nine
+    // Services), more than the controller sends at once.
+    for v in 2..=9 {
+        fake.put(&deployments("shop"), deployment(&format!("reviews-v{v}"), "shop", "reviews", &format!("v{v}")));
+    }
+    let in_flight = routeguard::cluster::controller::WRITES_IN_FLIGHT;
+    assert!(in_flight < 10);
+    // The first writes take 1.5 s each.
+    let slow = u32::try_from(in_flight).expect("small");
+    fake.add_override(
+        Override::status(Method::PATCH, "/", 0, "").prefix().delay(Duration::from_millis(1500)).times(slow),
+    );
     let live = start(&fake, "me");
-    assert!(fake.eventually(WAIT, || applies(&fake).len() == 1).await, "the first write is in flight");
+    assert!(fake.eventually(WAIT, || applies(&fake).len() == in_flight).await, "the first writes are in flight");
     assert!(live.leadership().is_held());
 
     // Meanwhile another replica holds the Lease (and keeps renewing it).
@@ -455,8 +463,34 @@ async fn a_leader_deposed_during_a_pass_makes_no_further_writes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!live.status().is_leader());
-    // Only the write sent before the takeover; no Event for it, no other apply.
-    assert_eq!(applies(&fake).len(), 1, "{:#?}", applies(&fake));
+    // Only the writes sent before the takeover; no Event for them, no other apply.
+    assert_eq!(applies(&fake).len(), in_flight, "{:#?}", applies(&fake));
     assert!(events(&fake).is_empty(), "{:#?}", events(&fake));
     assert!(!fake.requests().iter().any(|r| r.method == "DELETE"));
+}
+
+#[tokio::test]
+async fn a_bootstrap_writes_several_objects_at_once_within_a_bound() {
+    // 12 Services with two versions each: 36 objects to apply. The fake takes
+    // 100 ms per apply; the controller keeps several writes in flight, never
+    // more than its bound.
+    let fake = Fake::start().await;
+    fake.serve_all();
+    for i in 0..12 {
+        let app = format!("app{i}");
+        fake.put(&services("shop"), service(&app, "shop", &app));
+        for v in ["v1", "v2"] {
+            fake.put(&deployments("shop"), deployment(&format!("{app}-{v}"), "shop", &app, v));
+        }
+    }
+    fake.add_override(
+        Override::status(Method::PATCH, "/api/v1/namespaces/shop/services/", 0, "")
+            .prefix()
+            .delay(Duration::from_millis(100)),
+    );
+    let _live = start(&fake, "me");
+    assert!(fake.eventually(Duration::from_secs(20), || applies(&fake).len() >= 36).await, "{}", applies(&fake).len());
+    let peak = fake.peak_writes_in_flight();
+    assert!(peak > 1, "writes went one at a time");
+    assert!(peak <= routeguard::cluster::controller::WRITES_IN_FLIGHT, "{peak} writes at once");
 }

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
@@ -42,6 +43,10 @@ use super::{ClusterError, FIELD_MANAGER, within};
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// An action that succeeded is not repeated for this long (the watch catches up meanwhile).
 const SETTLE: Duration = Duration::from_secs(3);
+/// Writes in flight at once. kube's client has no rate limiter of its own;
+/// this bound keeps the API server's priority and fairness queue for
+/// routeguard short while a bootstrap of thousands of objects goes quickly.
+pub const WRITES_IN_FLIGHT: usize = 8;
 
 /// Timing of the controller.
 #[derive(Debug, Clone, Copy)]
@@ -206,6 +211,7 @@ impl Controller {
         let planned: std::collections::HashSet<&ObjectKey> = actions.iter().map(Action::key).collect();
         self.retries.retain(now, |key| planned.contains(key));
         let mut outcome = Outcome::default();
+        let mut writes: Vec<Action> = Vec::new();
         for action in actions {
             // No DestinationRules without their CRD.
             if action.key().kind == Kind::DestinationRule
@@ -220,44 +226,79 @@ impl Controller {
                 outcome.deferred += 1;
                 continue;
             }
-            // Right before the write: the Lease may have expired during this pass.
-            if !self.leading() {
-                tracing::info!(object = %action.key(), "the lease is no longer held: no more writes");
-                outcome.lost_lease = true;
+            writes.push(action);
+        }
+        // Applies and patches first, then deletions (the plan's order), each
+        // phase with up to WRITES_IN_FLIGHT requests at once: a bootstrap of
+        // thousands of per-version Services takes seconds, not minutes.
+        let (deletes, applies): (Vec<Action>, Vec<Action>) =
+            writes.into_iter().partition(|a| matches!(a, Action::Delete { .. }));
+        for phase in [applies, deletes] {
+            if outcome.lost_lease {
                 break;
             }
-            match self.execute(&action).await {
-                Ok(()) => {
-                    match &action {
-                        Action::Delete { .. } => outcome.pruned += 1,
-                        Action::PatchSubsets { removed, added, .. } => {
-                            outcome.pruned += removed.len() as u64;
-                            outcome.applied += u64::from(!added.is_empty());
-                        }
-                        Action::Apply { .. } => outcome.applied += 1,
-                    }
-                    self.retries.succeeded(action.key());
-                    self.recent.insert(action.key().clone(), (action, Instant::now()));
-                }
-                Err(e) => {
-                    outcome.failed += 1;
-                    let now = Instant::now();
-                    let retry_in = self.retries.failed(action.key(), now, retry::sample());
-                    let failures = self.retries.failures(action.key());
-                    if stale(&e) {
-                        tracing::debug!(object = %action.key(), error = %e, ?retry_in, "stale; the watch will bring the new version");
-                        continue;
-                    }
-                    tracing::warn!(object = %action.key(), error = %e, failures, ?retry_in, "reconcile write failed");
-                    let reason = failure_reason(&action);
-                    if self.retries.report(action.key(), reason, now) {
-                        self.event(&action, None, EventType::Warning, reason, e.to_string()).await;
-                    }
-                }
+            let done = self.write_all(phase).await;
+            for (action, result) in done {
+                let Some(result) = result else {
+                    outcome.lost_lease = true;
+                    continue;
+                };
+                self.record(action, result, &mut outcome).await;
             }
         }
         self.status.reconciled(outcome.applied, outcome.pruned, outcome.failed);
         outcome
+    }
+
+    /// Carries out `actions`, at most [`WRITES_IN_FLIGHT`] at once. An action
+    /// whose turn comes after the Lease was lost is not tried (`None`).
+    async fn write_all(&self, actions: Vec<Action>) -> Vec<(Action, Option<Result<(), ClusterError>>)> {
+        futures::stream::iter(actions)
+            .map(|action| async move {
+                // Right before the write: the Lease may have expired during this pass.
+                if !self.leading() {
+                    tracing::info!(object = %action.key(), "the lease is no longer held: no more writes");
+                    return (action, None);
+                }
+                let result = self.execute(&action).await;
+                (action, Some(result))
+            })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect()
+            .await
+    }
+
+    /// Books the result of one write: counts, backoff, the Warning Event.
+    async fn record(&mut self, action: Action, result: Result<(), ClusterError>, outcome: &mut Outcome) {
+        match result {
+            Ok(()) => {
+                match &action {
+                    Action::Delete { .. } => outcome.pruned += 1,
+                    Action::PatchSubsets { removed, added, .. } => {
+                        outcome.pruned += removed.len() as u64;
+                        outcome.applied += u64::from(!added.is_empty());
+                    }
+                    Action::Apply { .. } => outcome.applied += 1,
+                }
+                self.retries.succeeded(action.key());
+                self.recent.insert(action.key().clone(), (action, Instant::now()));
+            }
+            Err(e) => {
+                outcome.failed += 1;
+                let now = Instant::now();
+                let retry_in = self.retries.failed(action.key(), now, retry::sample());
+                let failures = self.retries.failures(action.key());
+                if stale(&e) {
+                    tracing::debug!(object = %action.key(), error = %e, ?retry_in, "stale; the watch will bring the new version");
+                    return;
+                }
+                tracing::warn!(object = %action.key(), error = %e, failures, ?retry_in, "reconcile write failed");
+                let reason = failure_reason(&action);
+                if self.retries.report(action.key(), reason, now) {
+                    self.event(&action, None, EventType::Warning, reason, e.to_string()).await;
+                }
+            }
+        }
     }
 
     fn api(&self, key: &ObjectKey) -> Api<DynamicObject> {
@@ -271,7 +312,7 @@ impl Controller {
         Api::namespaced_with(self.client.clone(), &key.namespace, &served.resource)
     }
 
-    async fn execute(&mut self, action: &Action) -> Result<(), ClusterError> {
+    async fn execute(&self, action: &Action) -> Result<(), ClusterError> {
         let key = action.key();
         let api = self.api(key);
         match action {

@@ -105,6 +105,27 @@ struct State_ {
     discovery: BTreeMap<String, BTreeSet<String>>,
     overrides: Vec<Override>,
     expire_next_watch: bool,
+    /// Server-side applies being answered now, and the most ever at once.
+    writes_in_flight: usize,
+    peak_writes_in_flight: usize,
+}
+
+/// Counts a write as in flight until it is answered.
+struct InFlight(Arc<Mutex<State_>>);
+
+impl InFlight {
+    fn start(state: &Arc<Mutex<State_>>) -> InFlight {
+        let mut s = lock(state);
+        s.writes_in_flight += 1;
+        s.peak_writes_in_flight = s.peak_writes_in_flight.max(s.writes_in_flight);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.0).writes_in_flight -= 1;
+    }
 }
 
 /// The `metadata.name` a request's `fieldSelector=metadata.name=<name>` asks for, if any.
@@ -228,6 +249,11 @@ impl Fake {
     }
 
     /// Every request so far.
+    /// The most server-side applies the fake was answering at once.
+    pub fn peak_writes_in_flight(&self) -> usize {
+        lock(&self.state).peak_writes_in_flight
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.state).requests.clone()
     }
@@ -379,6 +405,12 @@ fn merge(target: &mut Value, patch: &Value) {
 
 async fn handle(State(fake): State<Fake>, request: Request) -> Response {
     let method = request.method().clone();
+    let applying = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/apply-patch"));
+    let _in_flight = applying.then(|| InFlight::start(&fake.state));
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     let content_type =
