@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::{Kind, ObjectKey};
-use crate::policy::Engine;
+use crate::policy::{Engine, Snapshot};
 
 use super::kinds::Served;
 use super::lease::Leadership;
@@ -99,6 +99,9 @@ pub struct Controller {
     recent: HashMap<ObjectKey, (Action, Instant)>,
     /// Backoff of failed writes and the Warning Events reported, by object.
     retries: Retries<ObjectKey>,
+    /// The snapshot the last pass reconciled: the next pass after a change
+    /// reconciles only the Services the changes since touch.
+    last: Option<Arc<Snapshot>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -131,6 +134,7 @@ impl Controller {
             recorder,
             recent: HashMap::new(),
             retries: Retries::new(defaults.retry, defaults.event_window),
+            last: None,
         }
     }
 
@@ -171,9 +175,16 @@ impl Controller {
             }
             was_leader = leader;
             if !leader || !self.status.is_synced() {
+                self.last = None;
                 continue;
             }
-            self.reconcile().await;
+            // After a change, the Services it touches; on resync, on gaining
+            // the lease and when a failed write is due again, everything.
+            if changed {
+                self.reconcile_changes().await;
+            } else {
+                self.reconcile().await;
+            }
         }
     }
 
@@ -182,25 +193,49 @@ impl Controller {
         self.leadership.is_held()
     }
 
-    /// One reconcile against the current snapshot.
+    /// One reconcile of everything against the current snapshot.
     pub async fn reconcile(&mut self) -> Outcome {
+        self.pass(false).await
+    }
+
+    /// One reconcile of the Services that the changes since the last pass
+    /// touch ([`reconcile::affected_services`]); of everything when there was
+    /// no last pass or the snapshot's log no longer reaches back to it.
+    pub async fn reconcile_changes(&mut self) -> Outcome {
+        self.pass(true).await
+    }
+
+    async fn pass(&mut self, scoped: bool) -> Outcome {
         let snapshot = self.live.current();
+        let before = if scoped { self.last.clone() } else { None };
+        self.last = Some(snapshot.clone());
         let rule_version = self.status.version(Kind::DestinationRule);
         let engine = self.engine.clone();
-        // Generation and planning cost the whole index: on the blocking pool,
-        // never on the async workers that answer admission requests.
+        // Generation and planning cost what they look at: on the blocking
+        // pool, never on the async workers that answer admission requests.
         let planned = tokio::task::spawn_blocking(move || {
-            let desired = engine.generate(&snapshot);
-            reconcile::plan(Inputs {
-                policy: engine.policy(),
-                snapshot: &snapshot,
-                desired: &desired,
-                rule_api_version: rule_version.as_deref().unwrap_or("networking.istio.io/v1"),
-            })
+            let scope = before.and_then(|before| {
+                let changed = snapshot.changes_since(before.revision())?;
+                Some(reconcile::affected_services(&before, &snapshot, changed))
+            });
+            let desired = match &scope {
+                Some(services) => engine.generate_for(&snapshot, services.iter().filter_map(|k| snapshot.get(k))),
+                None => engine.generate(&snapshot),
+            };
+            let actions = reconcile::plan(
+                Inputs {
+                    policy: engine.policy(),
+                    snapshot: &snapshot,
+                    desired: &desired,
+                    rule_api_version: rule_version.as_deref().unwrap_or("networking.istio.io/v1"),
+                },
+                scope.as_ref(),
+            );
+            (actions, scope.is_some())
         })
         .await;
-        let actions = match planned {
-            Ok(actions) => actions,
+        let (actions, was_scoped) = match planned {
+            Ok(planned) => planned,
             // A panic in planning must not pass silently: the supervisor sees the task end.
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Cancelled: the runtime is shutting down.
@@ -208,8 +243,12 @@ impl Controller {
         };
         let now = Instant::now();
         self.recent.retain(|_, (_, at)| now.saturating_duration_since(*at) < SETTLE);
-        let planned: std::collections::HashSet<&ObjectKey> = actions.iter().map(Action::key).collect();
-        self.retries.retain(now, |key| planned.contains(key));
+        if !was_scoped {
+            // Backoff state of objects no longer planned goes; a scoped pass
+            // plans only some objects, so it keeps the others' state.
+            let planned: std::collections::HashSet<&ObjectKey> = actions.iter().map(Action::key).collect();
+            self.retries.retain(now, |key| planned.contains(key));
+        }
         let mut outcome = Outcome::default();
         let mut writes: Vec<Action> = Vec::new();
         for action in actions {

@@ -119,17 +119,25 @@ fn upsert(snapshot: &mut Snapshot, object: &Object) -> Effect {
     if effect != Effect::None {
         snapshot.upsert_from(object);
     }
+    if effect == Effect::Content {
+        snapshot.note_change(object.key.clone());
+    }
     effect
 }
 
 /// Applies one operation to a snapshot; the cost is that of the objects it
 /// names. Says what changed, so that bookkeeping-only updates (the stream of
-/// Deployment status updates in a busy cluster) cost no publish and no reconcile.
+/// Deployment status updates in a busy cluster) cost no publish and no
+/// reconcile, and notes the objects whose content changed in the snapshot's
+/// log, so that the controller reconciles only what they touch.
 pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
     match op {
         Op::Upsert(object) => upsert(snapshot, object),
         Op::Delete(key) => match snapshot.remove(key) {
-            Some(_) => Effect::Content,
+            Some(_) => {
+                snapshot.note_change(key.clone());
+                Effect::Content
+            }
             None => Effect::None,
         },
         Op::Replace { scope, objects } => {
@@ -141,6 +149,7 @@ pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
             let mut effect = Effect::None;
             for key in gone.into_iter().filter(|k| !keep.contains(k)) {
                 snapshot.remove(&key);
+                snapshot.note_change(key);
                 effect = Effect::Content;
             }
             for object in objects.iter().filter(|o| scope.contains(&o.key)) {

@@ -66,7 +66,12 @@ pub struct Inputs<'a> {
 }
 
 /// The actions that bring the snapshot to the desired state, applies first.
-pub fn plan(input: Inputs<'_>) -> Vec<Action> {
+/// With a `scope` (Service keys), for the objects of those Services only:
+/// `desired` is then what is generated from them, and only their generated
+/// objects (and opted-in DestinationRules for their hosts) are pruning
+/// candidates, so the cost is that of the Services' namespaces, not of the
+/// cluster.
+pub fn plan(input: Inputs<'_>, scope: Option<&BTreeSet<ObjectKey>>) -> Vec<Action> {
     let mut actions = Vec::new();
     let desired_keys: BTreeSet<&ObjectKey> = input.desired.iter().map(|o| &o.key).collect();
     for object in input.desired {
@@ -84,7 +89,11 @@ pub fn plan(input: Inputs<'_>) -> Vec<Action> {
         }
     }
     for kind in [Kind::DestinationRule, Kind::Service] {
-        for entry in input.snapshot.of_kind(kind) {
+        let candidates: Vec<&Entry> = match scope {
+            None => input.snapshot.of_kind(kind),
+            Some(services) => scope::in_scope(input.snapshot, kind, services),
+        };
+        for entry in candidates {
             if desired_keys.contains(entry.key()) {
                 continue;
             }
@@ -344,6 +353,10 @@ fn prune_appended(input: Inputs<'_>, entry: &Entry) -> Option<Action> {
         removed: removed.into_values().collect(),
     })
 }
+
+#[path = "reconcile/scope.rs"]
+mod scope;
+pub use scope::affected_services;
 
 #[cfg(test)]
 #[path = "reconcile/tests.rs"]

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use imbl::{HashMap, OrdSet};
+use imbl::{HashMap, OrdSet, Vector};
 use serde_json::Value;
 
 use crate::model::core::DeploymentSpec;
@@ -34,6 +34,8 @@ struct Stored {
     /// `Object::raw` serialized; parsing it gives back an equal `Value`.
     json: Box<str>,
     marks: Marks,
+    /// The `routeguard.io/service` label: the Service a generated object was made from.
+    source: Option<Box<str>>,
     /// `None` when the spec does not have the shape its kind requires.
     spec: Option<Spec>,
     /// Istio's `exportTo` of the object: a Service's `networking.istio.io/exportTo`
@@ -64,8 +66,6 @@ fn exports_of(object: &Object, spec: Option<&Spec>) -> Box<[String]> {
 struct Marks {
     /// `app.kubernetes.io/managed-by: routeguard`.
     managed: bool,
-    /// Has the `routeguard.io/service` label.
-    source_service: bool,
     /// `routeguard.io/canary: "true"`.
     canary: bool,
     /// `routeguard.io/manage-subsets: "true"`.
@@ -78,13 +78,13 @@ impl Entry {
         let spec = object.typed_spec().ok();
         let marks = Marks {
             managed: marks::is_managed(object),
-            source_service: object.labels().contains_key(marks::SOURCE_SERVICE_LABEL),
             canary: object.annotation(marks::CANARY_ANNOTATION) == Some("true"),
             manage_subsets: object.annotation(marks::MANAGE_SUBSETS_ANNOTATION) == Some("true"),
         };
         let json = object.raw.to_string().into_boxed_str();
         let exports = exports_of(object, spec.as_ref());
-        Entry(Arc::new(Stored { key: object.key.clone(), json, marks, spec, exports }))
+        let source = object.labels().get(marks::SOURCE_SERVICE_LABEL).map(|s| s.as_str().into());
+        Entry(Arc::new(Stored { key: object.key.clone(), json, marks, source, spec, exports }))
     }
 
     pub fn key(&self) -> &ObjectKey {
@@ -136,7 +136,12 @@ impl Entry {
 
     /// True when the object carries the `routeguard.io/service` label.
     pub fn has_source_service_label(&self) -> bool {
-        self.0.marks.source_service
+        self.0.source.is_some()
+    }
+
+    /// The `routeguard.io/service` label: the Service a generated object was made from.
+    pub fn source_service(&self) -> Option<&str> {
+        self.0.source.as_deref()
     }
 
     /// True when the object is annotated `routeguard.io/canary: "true"`.
@@ -273,7 +278,14 @@ pub struct Snapshot {
     bound_hosts: HashMap<String, Keys>,
     /// Deployments by `<namespace>/<key>=<value>` of each pod template label.
     templates: HashMap<String, Keys>,
+    /// The keys of the latest changes noted ([`Snapshot::note_change`]), oldest first.
+    log: Vector<ObjectKey>,
+    /// The revision of `log[0]`.
+    log_start: u64,
 }
+
+/// The most changes the log keeps; a consumer further behind starts over.
+const LOG_CAPACITY: usize = 8192;
 
 /// One index slot an object occupies.
 enum Term {
@@ -307,6 +319,8 @@ impl Snapshot {
             routes: HashMap::new(),
             bound_hosts: HashMap::new(),
             templates: HashMap::new(),
+            log: Vector::new(),
+            log_start: 0,
         }
     }
 
@@ -549,6 +563,34 @@ impl Snapshot {
             candidates.into_iter().filter(|(p, _, _)| specificity(p) == top).map(|(_, k, s)| (k, s)).collect();
         rules.sort_by(|a, b| a.0.cmp(b.0));
         Some(Resolution { namespace, rules })
+    }
+
+    /// Notes that the object of `key` changed in a way the rules or the
+    /// generator read, so that a consumer holding an older copy can find out
+    /// what changed since ([`Snapshot::changes_since`]) instead of starting over.
+    pub fn note_change(&mut self, key: ObjectKey) {
+        self.log.push_back(key);
+        if self.log.len() > LOG_CAPACITY {
+            let drop = LOG_CAPACITY / 2;
+            self.log = self.log.skip(drop);
+            self.log_start += drop as u64;
+        }
+    }
+
+    /// The number of changes noted so far.
+    pub fn revision(&self) -> u64 {
+        self.log_start + self.log.len() as u64
+    }
+
+    /// The keys noted as changed since `revision` (maybe repeated), or `None`
+    /// when the log no longer reaches back that far (or `revision` is not of
+    /// this snapshot's history).
+    pub fn changes_since(&self, revision: u64) -> Option<impl Iterator<Item = &ObjectKey>> {
+        if revision < self.log_start || revision > self.revision() {
+            return None;
+        }
+        let skip = usize::try_from(revision - self.log_start).ok()?;
+        Some(self.log.iter().skip(skip))
     }
 
     /// Deployments of a namespace, ordered by name.

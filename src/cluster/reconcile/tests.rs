@@ -38,12 +38,15 @@ fn run(objects: Vec<Object>) -> Vec<Action> {
     let engine = Engine::default();
     let snapshot = Snapshot::from_objects(engine.policy(), objects);
     let desired = engine.generate(&snapshot);
-    plan(Inputs {
-        policy: engine.policy(),
-        snapshot: &snapshot,
-        desired: &desired,
-        rule_api_version: "networking.istio.io/v1beta1",
-    })
+    plan(
+        Inputs {
+            policy: engine.policy(),
+            snapshot: &snapshot,
+            desired: &desired,
+            rule_api_version: "networking.istio.io/v1beta1",
+        },
+        None,
+    )
 }
 
 /// The objects as the API server would store them after the actions.
@@ -233,4 +236,144 @@ fn covers_ignores_defaults_but_not_changes() {
     assert!(covers(&json!({"a": [{"b": 1}]}), &json!({"a": [{"b": 1.0, "c": 2}], "d": 3})));
     assert!(!covers(&json!({"a": [{"b": 1}]}), &json!({"a": [{"b": 1}, {"b": 2}]})));
     assert!(!covers(&json!({"a": "x"}), &json!({})));
+}
+
+/// The objects after carrying out `actions` on `objects` (applies, subset patches, deletions).
+fn carry_out(mut objects: Vec<Object>, actions: &[Action]) -> Vec<Object> {
+    for action in actions {
+        let key = action.key().clone();
+        match action {
+            Action::Apply { .. } => {
+                objects.retain(|o| o.key != key);
+                objects.extend(applied(std::slice::from_ref(action)));
+            }
+            Action::PatchSubsets { patch, .. } => {
+                let patch: json_patch::Patch = serde_json::from_value(patch.clone()).expect("patch");
+                let target = objects.iter_mut().find(|o| o.key == key).expect("patched object");
+                json_patch::patch(&mut target.raw, &patch).expect("applies");
+            }
+            Action::Delete { .. } => objects.retain(|o| o.key != key),
+        }
+    }
+    objects
+}
+
+/// `objects` reconciled until nothing is left to do.
+fn converged(mut objects: Vec<Object>) -> Vec<Object> {
+    for _ in 0..5 {
+        let actions = run(objects.clone());
+        if actions.is_empty() {
+            return objects;
+        }
+        objects = carry_out(objects, &actions);
+    }
+    panic!("no fixpoint: {:?}", run(objects));
+}
+
+/// The plan for the Services the changes from `before` to `after` touch, and the full plan.
+fn scoped_and_full(before: Vec<Object>, change: impl FnOnce(&mut Snapshot)) -> (Vec<Action>, Vec<Action>) {
+    let engine = Engine::default();
+    let before = Snapshot::from_objects(engine.policy(), before);
+    let mut after = before.clone();
+    change(&mut after);
+    let changed = after.changes_since(before.revision()).expect("the log reaches back");
+    let scope = affected_services(&before, &after, changed);
+    let inputs = |desired| Inputs {
+        policy: engine.policy(),
+        snapshot: &after,
+        desired,
+        rule_api_version: "networking.istio.io/v1beta1",
+    };
+    let desired = engine.generate_for(&after, scope.iter().filter_map(|k| after.get(k)));
+    let scoped = plan(inputs(&desired), Some(&scope));
+    let desired = engine.generate(&after);
+    let full = plan(inputs(&desired), None);
+    (scoped, full)
+}
+
+fn upsert(snapshot: &mut Snapshot, object: Object) {
+    let _ = crate::cluster::index::apply(snapshot, &crate::cluster::index::Op::Upsert(object));
+}
+
+fn delete(snapshot: &mut Snapshot, kind: Kind, name: &str) {
+    let key = ObjectKey { kind, namespace: "shop".into(), name: name.into() };
+    let _ = crate::cluster::index::apply(snapshot, &crate::cluster::index::Op::Delete(key));
+}
+
+/// Two apps (reviews with two versions and an opted-in rule, ratings with one) and routes, reconciled.
+fn two_apps() -> Vec<Object> {
+    let mut objects = reviews();
+    objects.push(service("ratings", "uid-ratings"));
+    objects.push(deployment("ratings-v1", "ratings", "v1"));
+    objects.push(route("to-reviews", "reviews", Some("v1")));
+    objects.push(object(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "ratings-mine", "namespace": "shop", "resourceVersion": "7",
+                     "annotations": {MANAGE_SUBSETS_ANNOTATION: "true"}},
+        "spec": {"host": "ratings", "subsets": []}
+    })));
+    converged(objects)
+}
+
+/// A change to a snapshot, as the live index makes it.
+type Change = dyn FnOnce(&mut Snapshot);
+
+#[test]
+fn a_scoped_plan_does_what_the_full_one_does() {
+    let cases: Vec<(&str, Box<Change>)> = vec![
+        ("a new version", Box::new(|s| upsert(s, deployment("reviews-v3", "reviews", "v3")))),
+        ("a version gone", Box::new(|s| delete(s, Kind::Deployment, "reviews-v2"))),
+        (
+            "a version gone but routed",
+            Box::new(|s| {
+                upsert(s, route("to-v2", "reviews-v2", None));
+                delete(s, Kind::Deployment, "reviews-v2");
+            }),
+        ),
+        ("a Service gone", Box::new(|s| delete(s, Kind::Service, "reviews"))),
+        ("a Deployment moves to another app", Box::new(|s| upsert(s, deployment("reviews-v2", "ratings", "v2")))),
+        ("an opted-in rule for another app", Box::new(|s| upsert(s, deployment("ratings-v2", "ratings", "v2")))),
+        ("a generated object edited by hand", Box::new(|s| delete(s, Kind::Service, "reviews-v1"))),
+        ("a route to nothing routeguard makes", Box::new(|s| upsert(s, route("elsewhere", "other", None)))),
+    ];
+    for (case, change) in cases {
+        let (scoped, full) = scoped_and_full(two_apps(), change);
+        assert_eq!(format!("{scoped:?}"), format!("{full:?}"), "{case}");
+    }
+}
+
+#[test]
+fn a_change_touches_only_the_services_it_names() {
+    let engine = Engine::default();
+    let before = Snapshot::from_objects(engine.policy(), two_apps());
+    let names = |change: &dyn Fn(&mut Snapshot)| -> Vec<String> {
+        let mut after = before.clone();
+        change(&mut after);
+        let changed = after.changes_since(before.revision()).expect("log");
+        affected_services(&before, &after, changed).into_iter().map(|k| k.name).collect()
+    };
+    assert_eq!(names(&|s| upsert(s, deployment("ratings-v2", "ratings", "v2"))), ["ratings"]);
+    assert_eq!(names(&|s| upsert(s, deployment("reviews-v2", "ratings", "v2"))), ["ratings", "reviews"]);
+    assert_eq!(names(&|s| delete(s, Kind::Service, "reviews-v1")), ["reviews"], "a generated object's source");
+    assert_eq!(names(&|s| upsert(s, route("r", "reviews-v2", None))), ["reviews"]);
+    assert!(names(&|s| upsert(s, route("r", "other", None))).contains(&"other".to_string()));
+    // A status update changes nothing the generator reads: nothing noted, nothing touched.
+    let mut after = before.clone();
+    let mut same = before.get(&deployment("reviews-v1", "reviews", "v1").key).expect("stored").object();
+    same.raw["metadata"]["resourceVersion"] = json!("42");
+    upsert(&mut after, same);
+    assert_eq!(after.changes_since(before.revision()).expect("log").count(), 0);
+}
+
+#[test]
+fn the_log_forgets_old_changes_and_says_so() {
+    let mut snapshot = Snapshot::for_policy(&Policy::default());
+    let start = snapshot.revision();
+    for i in 0..10_000 {
+        snapshot.note_change(ObjectKey { kind: Kind::Service, namespace: "shop".into(), name: format!("s{i}") });
+    }
+    assert_eq!(snapshot.revision(), start + 10_000);
+    assert!(snapshot.changes_since(start).is_none(), "too far behind: start over");
+    assert_eq!(snapshot.changes_since(snapshot.revision() - 3).map(Iterator::count), Some(3));
+    assert!(snapshot.changes_since(snapshot.revision() + 1).is_none());
 }
