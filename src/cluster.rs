@@ -82,7 +82,7 @@ pub(crate) mod kinds;
 pub mod lease;
 pub mod live;
 pub mod metrics;
-pub(crate) mod reconcile;
+pub mod reconcile;
 pub(crate) mod reread;
 pub mod retry;
 pub mod selftls;

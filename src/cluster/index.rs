@@ -93,10 +93,9 @@ fn same_except(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, V
 /// Equal objects but for their [`BOOKKEEPING`] metadata.
 fn same_content(a: &Value, b: &Value) -> bool {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
-    let metadata = |m: &serde_json::Map<String, Value>| m.get("metadata").and_then(Value::as_object).cloned();
     same_except(a, b, &["metadata"])
-        && match (metadata(a), metadata(b)) {
-            (Some(x), Some(y)) => same_except(&x, &y, &BOOKKEEPING),
+        && match (a.get("metadata"), b.get("metadata")) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => same_except(x, y, &BOOKKEEPING),
             (x, y) => x == y,
         }
 }
