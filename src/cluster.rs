@@ -75,6 +75,7 @@
 //! deleted.
 
 pub(crate) mod admit;
+pub mod audit;
 pub mod ca;
 pub mod controller;
 pub mod index;
