@@ -40,6 +40,8 @@ use reports::{ReportAction, Resource, Timestamp};
 
 /// Deadline of each API call of the audit.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest interval between passes.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// How often a replica that does not lead, or an index not synced yet, is looked at again.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -130,6 +132,8 @@ impl Auditor {
         let reporter = Reporter { controller: "routeguard".to_string(), instance: Some(identity.to_string()) };
         let recorder = Recorder::new(client.clone(), reporter);
         let events = Retries::new(Backoff::default(), settings.event_window);
+        // An interval of zero would audit without pause.
+        let settings = AuditSettings { interval: settings.interval.max(MIN_INTERVAL), ..settings };
         Auditor { client, engine, live, status, leadership, recorder, settings, events, no_crd: false }
     }
 
@@ -200,7 +204,8 @@ impl Auditor {
         outcome
     }
 
-    /// The reports routeguard may own now, or `None` when they cannot be listed.
+    /// The reports labelled as routeguard's, in every watched namespace (a
+    /// 404: the CRD is not installed).
     async fn existing(&mut self) -> Result<Vec<Value>, ClusterError> {
         let params = ListParams::default().labels(&format!("{}={}", reports::MANAGED_BY, reports::SOURCE));
         let mut out = Vec::new();
