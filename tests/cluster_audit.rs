@@ -112,7 +112,9 @@ async fn creates_the_report_writes_nothing_while_unchanged_updates_then_deletes_
                 "name": "front", "uid": vs["metadata"]["uid"]}])
     );
     assert_eq!(result["properties"], json!({"path": "spec.http[0].route[0].destination.subset"}));
-    assert!(result["message"].as_str().is_some_and(|m| m.starts_with("RG103 spec.http[0].route[0].destination.subset: ")));
+    assert!(
+        result["message"].as_str().is_some_and(|m| m.starts_with("RG103 spec.http[0].route[0].destination.subset: "))
+    );
     assert!(result["timestamp"]["seconds"].as_i64().is_some_and(|s| s > 0));
     assert_eq!(body["summary"], json!({"pass": 0, "fail": 1, "warn": 0, "error": 0, "skip": 0}));
 
@@ -175,7 +177,10 @@ async fn without_the_policy_report_crd_it_keeps_auditing_for_metrics_and_events(
     let live = start(&fake, true);
     assert!(fake.eventually(WAIT, || live.status().audits() >= 3).await);
     assert!(fake.eventually(WAIT, || !events(&fake, "RG103").is_empty()).await);
-    assert!(live.render_metrics().contains(r#"routeguard_audit_findings{code="RG103",severity="error",namespace="shop"} 1"#));
+    assert!(
+        live.render_metrics()
+            .contains(r#"routeguard_audit_findings{code="RG103",severity="error",namespace="shop"} 1"#)
+    );
     let lists: Vec<Recorded> =
         fake.requests().into_iter().filter(|r| r.method == "GET" && r.path.contains("/policyreports")).collect();
     assert_eq!(lists[0].path, "/apis/wgpolicyk8s.io/v1alpha2/policyreports");

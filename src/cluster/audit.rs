@@ -240,7 +240,9 @@ impl Auditor {
             }
             Err(e) if e.is_not_found() => {
                 if !std::mem::replace(&mut self.no_crd, true) {
-                    tracing::info!("the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is not installed: no reports; the audit goes on for metrics and Events");
+                    tracing::info!(
+                        "the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) is not installed: no reports; the audit goes on for metrics and Events"
+                    );
                 }
                 outcome.no_crd = true;
                 return;
@@ -278,7 +280,8 @@ impl Auditor {
         let namespace = action.namespace();
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource());
         let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.to_string()) };
-        let invalid = |e: serde_json::Error| ClusterError::Invalid { what: "policyreport".into(), message: e.to_string() };
+        let invalid =
+            |e: serde_json::Error| ClusterError::Invalid { what: "policyreport".into(), message: e.to_string() };
         match action {
             ReportAction::Create { body, .. } => {
                 let object: DynamicObject = serde_json::from_value(body.clone()).map_err(invalid)?;

@@ -211,7 +211,8 @@ fn updated(desired: &Value, existing: &Value) -> Value {
     let old_meta = existing.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
         for field in ["labels", "annotations"] {
-            let mut merged: Map<String, Value> = old_meta.get(field).and_then(Value::as_object).cloned().unwrap_or_default();
+            let mut merged: Map<String, Value> =
+                old_meta.get(field).and_then(Value::as_object).cloned().unwrap_or_default();
             if let Some(ours) = meta.get(field).and_then(Value::as_object) {
                 merged.extend(ours.clone());
             }

@@ -46,8 +46,11 @@ fn one_report_per_namespace_with_findings() {
             "timestamp": {"seconds": 1_700_000_000, "nanos": 5},
         })
     );
-    assert_eq!(report["metadata"], json!({"name": "routeguard", "namespace": "shop",
-        "labels": {"app.kubernetes.io/managed-by": "routeguard"}}));
+    assert_eq!(
+        report["metadata"],
+        json!({"name": "routeguard", "namespace": "shop",
+        "labels": {"app.kubernetes.io/managed-by": "routeguard"}})
+    );
     assert_eq!(report["apiVersion"], "wgpolicyk8s.io/v1alpha2");
     assert_eq!(report["kind"], "PolicyReport");
     let fails = results.iter().filter(|r| r["result"] == "fail").count();
