@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::files::{self, FileError};
 use crate::manifest::{self, Loaded};
 use crate::model::{Object, ObjectKey};
-use crate::policy::{Change, Engine, Finding, Severity};
+use crate::policy::{Change, Engine, Finding, Severity, finding};
 
 /// A finding with the file and line it points at (none for generated objects).
 #[derive(Debug, Clone, Serialize)]
@@ -107,17 +107,7 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
         raw_findings.extend(engine.validate(&desired.snapshot, &Change::create(object)));
     }
     // The mutation and the validation of a Deployment can both report RG302.
-    raw_findings.sort_by(|a, b| {
-        (&a.kind, &a.namespace, &a.name, &a.code, &a.path, &a.message).cmp(&(
-            &b.kind,
-            &b.namespace,
-            &b.name,
-            &b.code,
-            &b.path,
-            &b.message,
-        ))
-    });
-    raw_findings.dedup();
+    finding::sort_unique(&mut raw_findings);
     let findings: Vec<Located> = raw_findings
         .into_iter()
         .map(|finding| {

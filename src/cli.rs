@@ -147,7 +147,13 @@ pub struct ServeArgs {
     /// Cluster mode: run the generator controller (DestinationRule subsets and per-version Services).
     #[arg(long, env = "ROUTEGUARD_GENERATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub generate: bool,
-    /// Cluster mode: the Lease (in --service-namespace) whose holder runs the generator controller.
+    /// Cluster mode: how often the leader audits every routing object (it also does at start and after changes).
+    #[arg(long, env = "ROUTEGUARD_AUDIT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub audit_interval: Duration,
+    /// Cluster mode: write the audit's findings as PolicyReports (wgpolicyk8s.io/v1alpha2), one per namespace.
+    #[arg(long, env = "ROUTEGUARD_POLICY_REPORTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub policy_reports: bool,
+    /// Cluster mode: the Lease (in --service-namespace) whose holder runs the generator controller and the audit.
     #[arg(long, env = "ROUTEGUARD_LEADER_ELECTION_LEASE", default_value = "routeguard")]
     pub leader_election_lease: String,
     /// Cluster mode: keep a self-made CA and serving certificate in this Secret (in --service-namespace),
@@ -212,6 +218,8 @@ mod tests {
         assert_eq!(args.watch_namespaces, vec![String::new()]);
         assert_eq!(args.leader_election_lease, "routeguard");
         assert_eq!(args.tls_secret, "");
+        assert_eq!(args.audit_interval, Duration::from_secs(300));
+        assert!(args.policy_reports);
         let cli = Cli::try_parse_from([
             "routeguard",
             "serve",
@@ -219,6 +227,8 @@ mod tests {
             "--watch-namespaces=shop,web",
             "--generate=false",
             "--tls-secret=routeguard-tls",
+            "--audit-interval=90s",
+            "--policy-reports=false",
         ])
         .expect("cluster");
         let Command::Serve(args) = cli.command else { panic!("serve") };
@@ -226,6 +236,8 @@ mod tests {
         assert_eq!(args.watch_namespaces, vec!["shop".to_string(), "web".to_string()]);
         assert!(!args.generate);
         assert_eq!(args.tls_secret, "routeguard-tls");
+        assert_eq!(args.audit_interval, Duration::from_secs(90));
+        assert!(!args.policy_reports);
     }
 
     #[test]

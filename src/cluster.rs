@@ -21,6 +21,8 @@
 //! - [`reconcile`] (pure) and [`controller`]: server-side apply of the
 //!   generated objects, pruning, Events; [`retry`] (pure): per-object
 //!   backoff of failed writes and at most one Warning Event per window.
+//! - [`audit`] (its [`reports`](audit::reports) pure): the leader's background
+//!   audit of every routing object, its PolicyReports, metric and Warning Events.
 //! - [`lease`]: leader election with a `coordination.k8s.io/v1` Lease.
 //! - [`ca`] (pure) and [`selftls`]: the self-managed CA and serving
 //!   certificate in a Secret, and the CA bundle of the webhook configurations.
@@ -41,6 +43,7 @@
 //! | `networking.istio.io` | `virtualservices`, `serviceentries` | get, list, watch |
 //! | `gateway.networking.k8s.io` | `httproutes`, `referencegrants` | get, list, watch |
 //! | `events.k8s.io` | `events` | create, patch |
+//! | `wgpolicyk8s.io` | `policyreports` | get, list, watch, create, update, patch, delete (with `--policy-reports`) |
 //! | `admissionregistration.k8s.io` | `mutatingwebhookconfigurations`, `validatingwebhookconfigurations` | get, list, watch, patch (resourceNames: the `--mutating-webhook` and `--validating-webhook` names; only with `--tls-secret`) |
 //!
 //! `list` and `watch` of the webhook configurations are limited by
@@ -75,6 +78,7 @@
 //! deleted.
 
 pub(crate) mod admit;
+pub mod audit;
 pub mod ca;
 pub mod controller;
 pub mod index;

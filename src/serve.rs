@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::admission::{Admission, SharedSnapshot};
 use crate::cli::{ServeArgs, Source};
 use crate::cluster;
+use crate::cluster::audit::AuditSettings;
 use crate::cluster::live::{Live as Cluster, LiveSettings};
 use crate::cluster::selftls::{SelfTls, SelfTlsSettings};
 use crate::files;
@@ -98,7 +99,20 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     let mut live = LiveSettings::new(&args.leader_election_lease, &args.service_namespace);
     live.namespaces = args.watch_namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
     live.generate = args.generate;
-    tracing::info!(namespaces = ?live.namespaces, generate = live.generate, identity = %live.identity, "live cluster mode");
+    live.audit = Some(AuditSettings {
+        interval: args.audit_interval,
+        reports: args.policy_reports,
+        namespaces: live.namespaces.clone(),
+        ..AuditSettings::default()
+    });
+    tracing::info!(
+        namespaces = ?live.namespaces,
+        generate = live.generate,
+        audit_interval = ?args.audit_interval,
+        policy_reports = args.policy_reports,
+        identity = %live.identity,
+        "live cluster mode"
+    );
     let cluster = Arc::new(Cluster::start(client, Arc::new(engine.clone()), live));
     let admission = Admission::new(engine, cluster.source());
     let settings = server_settings(args, admission, tls);

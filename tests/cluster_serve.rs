@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::http::Method;
 use cluster_fake::{Fake, Override, rules, service, services};
 use routeguard::admission::Admission;
+use routeguard::cluster::audit::AuditSettings;
 use routeguard::cluster::live::{Live, LiveSettings};
 use routeguard::cluster::selftls::{SelfTls, SelfTlsSettings};
 use routeguard::policy::Engine;
@@ -92,6 +93,7 @@ async fn serves_live_mode_end_to_end() {
 
     let mut live = LiveSettings::new("routeguard", "rg");
     live.identity = "me".into();
+    live.audit = Some(AuditSettings::default());
     let engine = Engine::default();
     let cluster = Arc::new(Live::start(fake.client(), Arc::new(engine.clone()), live));
     let settings = Settings {
@@ -160,6 +162,8 @@ async fn serves_live_mode_end_to_end() {
     let body = post("v7").await;
     assert_eq!(body["response"]["allowed"], false, "{body}");
 
+    // The audit found the rule's subset that selects no Deployment (RG203): its gauge has a series.
+    assert!(fake.eventually(WAIT, || cluster.status().audits() >= 1).await, "audited");
     // A family with no series yet is left out of the exposition: one 404 gives the rejections one.
     assert_eq!(reqwest::get(format!("{admin}/nowhere")).await.expect("404").status().as_u16(), 404);
     let response = reqwest::get(format!("{admin}/metrics")).await.expect("metrics");

@@ -358,3 +358,62 @@ fn examples_match_the_crds() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("validated {validated} objects of examples/ and generated from it");
 }
+
+/// A validator for the PolicyReport CRD the audit writes.
+fn policy_report_validator() -> jsonschema::Validator {
+    let file = "crds/policy-report/wgpolicyk8s.io_policyreports.yaml";
+    let schema = crd_schema(file, "v1alpha2");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .should_validate_formats(false)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{file}: the schema does not compile: {e}"))
+}
+
+#[test]
+fn audit_reports_match_the_policy_report_crd() {
+    use routeguard::cluster::audit::reports::{self, Timestamp};
+    let engine = Engine::new(Policy::default());
+    let objects = vec![
+        service("reviews", json!({"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080}]})),
+        object(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": "bookinfo", "uid": "uid-1"},
+            "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}
+        })),
+        object(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "bookinfo", "uid": "uid-2"},
+            "spec": {"hosts": ["reviews"], "http": [{"route": [
+                {"destination": {"host": "reviews", "subset": "v2"}, "weight": 70},
+                {"destination": {"host": "ratings"}, "weight": 20}]}]}
+        })),
+        object(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": "web"},
+            "spec": {"hosts": ["web"], "gateways": ["nowhere"], "http": [{"route": [{"destination": {"host": "web"}}]}]}
+        })),
+    ];
+    let snapshot = Snapshot::from_objects(engine.policy(), objects);
+    let findings = engine.audit(&snapshot);
+    let desired = reports::desired(&findings, &snapshot, Timestamp { seconds: 1_700_000_000, nanos: 999_999_999 });
+    assert_eq!(desired.keys().collect::<Vec<_>>(), ["bookinfo", "web"], "{findings:#?}");
+    let validator = policy_report_validator();
+    for (namespace, report) in &desired {
+        assert_valid(&validator, report, &format!("the report of {namespace}"));
+    }
+    // An update carries the stored metadata along; it validates too.
+    let mut stored = desired["bookinfo"].clone();
+    stored["metadata"]["resourceVersion"] = json!("7");
+    stored["metadata"]["uid"] = json!("uid-r");
+    for action in reports::plan(&desired, &[stored]) {
+        if let reports::ReportAction::Create { body, .. } | reports::ReportAction::Update { body, .. } = action {
+            assert_valid(&validator, &body, "a planned report");
+        }
+    }
+    // The schema is strict enough to catch a wrong enum or timestamp.
+    let mut bad = desired["web"].clone();
+    bad["results"][0]["severity"] = json!("error");
+    bad["results"][0]["timestamp"] = json!({"seconds": 1});
+    assert_eq!(errors(&validator, &bad).len(), 2, "{:?}", errors(&validator, &bad));
+}

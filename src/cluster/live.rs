@@ -1,5 +1,6 @@
-//! Live mode assembled: the index, the re-reader, leader election and the
-//! generator controller, started together; what the server needs from them.
+//! Live mode assembled: the index, the re-reader, leader election, the
+//! generator controller and the background audit, started together; what the
+//! server needs from them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::policy::{Engine, Snapshot};
 use crate::supervisor::Supervisor;
 
 use super::admit::LiveSource;
+use super::audit::{AuditSettings, Auditor};
 use super::controller::{Controller, ControllerSettings};
 use super::lease::{self, Leadership, Timing};
 use super::metrics::ClusterStatus;
@@ -38,10 +40,13 @@ pub struct LiveSettings {
     pub reread_timeout: Duration,
     pub controller: ControllerSettings,
     pub lease: Timing,
+    /// Run the background audit (with leader election); `None`: off.
+    pub audit: Option<AuditSettings>,
 }
 
 impl LiveSettings {
-    /// Defaults for a Lease `lease_name` in `lease_namespace`.
+    /// Defaults for a Lease `lease_name` in `lease_namespace` (the generator
+    /// on, the audit off: `serve` turns it on).
     pub fn new(lease_name: &str, lease_namespace: &str) -> LiveSettings {
         LiveSettings {
             namespaces: Vec::new(),
@@ -53,6 +58,7 @@ impl LiveSettings {
             reread_timeout: REREAD_TIMEOUT,
             controller: ControllerSettings::default(),
             lease: Timing::default(),
+            audit: None,
         }
     }
 }
@@ -76,10 +82,11 @@ impl Drop for Live {
 }
 
 impl Live {
-    /// Starts watching (and, with `generate`, electing and reconciling). Must run inside a Tokio runtime.
+    /// Starts watching (and, with `generate` or `audit`, electing; then reconciling, auditing). Must run inside a Tokio runtime.
     ///
     /// Every task runs under a new [`Supervisor`] ([`Live::supervisor`]):
-    /// the watchers and index writer, `leader election`, `generator controller`.
+    /// the watchers and index writer, `leader election` (with `generate` or
+    /// `audit`), `generator controller`, `background audit`.
     pub fn start(client: kube::Client, engine: Arc<Engine>, settings: LiveSettings) -> Live {
         let supervisor = Supervisor::new();
         let status = Arc::new(ClusterStatus::new(&Kind::ALL));
@@ -91,7 +98,7 @@ impl Live {
         let mut tasks = Vec::new();
         let mut lease_api = None;
         let leadership = Arc::new(Leadership::default());
-        if settings.generate {
+        if settings.generate || settings.audit.is_some() {
             let api: Api<Lease> = Api::namespaced(client.clone(), &settings.lease_namespace);
             let election = lease::run(
                 api.clone(),
@@ -103,6 +110,20 @@ impl Live {
             );
             tasks.push(supervisor.spawn("leader election", election));
             lease_api = Some((api, settings.lease_name.clone(), settings.identity.clone()));
+        }
+        if let Some(audit) = settings.audit.clone() {
+            let auditor = Auditor::new(
+                client.clone(),
+                engine.clone(),
+                index.live.clone(),
+                status.clone(),
+                leadership.clone(),
+                &settings.identity,
+                audit,
+            );
+            tasks.push(supervisor.spawn("background audit", auditor.run(index.publishes.clone())));
+        }
+        if settings.generate {
             let controller =
                 Controller::new(client, engine, index.live.clone(), status, leadership.clone(), &settings.identity);
             let run = controller.run(index.publishes.clone(), settings.controller);

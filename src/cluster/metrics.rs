@@ -78,6 +78,14 @@ struct StateLabels {
     state: &'static str,
 }
 
+/// Labels of `routeguard_audit_findings`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuditLabels {
+    code: String,
+    severity: String,
+    namespace: String,
+}
+
 /// Sync state and counters of live mode, shared by its tasks.
 #[derive(Debug)]
 pub struct ClusterStatus {
@@ -98,6 +106,8 @@ pub struct ClusterStatus {
     rereads: Counter,
     reread_errors: Counter,
     lease_transitions: Counter,
+    audit_findings: Family<AuditLabels, Gauge>,
+    audits: Counter,
     leader_notify: tokio::sync::Notify,
 }
 
@@ -150,6 +160,13 @@ impl Default for ClusterStatus {
             counter(&mut registry, "routeguard_cluster_rereads", "Re-reads before a refusal for a missing object");
         let reread_errors =
             counter(&mut registry, "routeguard_cluster_reread_errors", "Re-reads that failed or timed out");
+        let audit_findings = Family::<AuditLabels, Gauge>::default();
+        registry.register(
+            "routeguard_audit_findings",
+            "Findings of the last background audit, by code, severity and namespace (the leader only)",
+            audit_findings.clone(),
+        );
+        let audits = counter(&mut registry, "routeguard_audits", "Background audit passes");
         ClusterStatus {
             kinds: Mutex::default(),
             ready: AtomicBool::default(),
@@ -168,6 +185,8 @@ impl Default for ClusterStatus {
             rereads,
             reread_errors,
             lease_transitions,
+            audit_findings,
+            audits,
             leader_notify: tokio::sync::Notify::default(),
         }
     }
@@ -293,6 +312,26 @@ impl ClusterStatus {
         if failed {
             self.reread_errors.inc();
         }
+    }
+
+    /// Records one audit pass: the gauge holds exactly these counts from now on.
+    pub fn audited(&self, counts: &BTreeMap<(String, String, String), i64>) {
+        self.audits.inc();
+        self.audit_findings.clear();
+        for ((code, severity, namespace), count) in counts {
+            let labels = AuditLabels { code: code.clone(), severity: severity.clone(), namespace: namespace.clone() };
+            self.audit_findings.get_or_create(&labels).set(*count);
+        }
+    }
+
+    /// Drops the audit's gauge (leadership lost: only the leader's audit is current).
+    pub fn clear_audit(&self) {
+        self.audit_findings.clear();
+    }
+
+    /// Audit passes so far (tests and logs).
+    pub fn audits(&self) -> u64 {
+        self.audits.get()
     }
 
     /// Objects applied so far (tests and logs).

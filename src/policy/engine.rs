@@ -2,12 +2,15 @@
 
 use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 
-use super::finding::{Code, Finding};
+use super::finding::{self, Code, Finding, Severity};
 use super::snapshot::{Entry, Snapshot};
 use super::{
     Context, Policy, duplicate_rules, fields, gateways, generate, http_route, in_use, routes, service_entry, subsets,
     unused_rules, version,
 };
+
+/// The kinds [`Engine::audit`] judges: the routing objects.
+pub const AUDITED: [Kind; 4] = [Kind::VirtualService, Kind::DestinationRule, Kind::ServiceEntry, Kind::HttpRoute];
 
 /// The operation of an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +97,24 @@ impl Engine {
             Operation::Connect => {}
         }
         self.policy.apply(findings, change.user)
+    }
+
+    /// What the background audit reports about a snapshot: every routing
+    /// object (VirtualService, DestinationRule, ServiceEntry, HTTPRoute) judged
+    /// with the rules of a CREATE, against everything else in the snapshot;
+    /// errors and warnings only (infos say nothing is broken), sorted and
+    /// without duplicates. One difference from a CREATE: a stored object is
+    /// not newer than itself, so RG113 blames only the younger of two rules.
+    pub fn audit(&self, snapshot: &Snapshot) -> Vec<Finding> {
+        let ctx = Context { policy: &self.policy, snapshot };
+        let mut findings = Vec::new();
+        for entry in snapshot.entries().filter(|e| AUDITED.contains(&e.kind())) {
+            let object = entry.object();
+            findings.extend(self.policy.apply(self.check_object(ctx, &object, false), None));
+        }
+        findings.retain(|f| f.severity != Severity::Info);
+        finding::sort_unique(&mut findings);
+        findings
     }
 
     /// The findings about one object as it is (no old object involved);

@@ -170,6 +170,22 @@ impl fmt::Display for Finding {
     }
 }
 
+/// Sorts findings by object, code, path and message and drops repeats (two
+/// rules, or a mutation and a validation, can report the same thing).
+pub fn sort_unique(findings: &mut Vec<Finding>) {
+    findings.sort_by(|a, b| {
+        (&a.kind, &a.namespace, &a.name, &a.code, &a.path, &a.message).cmp(&(
+            &b.kind,
+            &b.namespace,
+            &b.name,
+            &b.code,
+            &b.path,
+            &b.message,
+        ))
+    });
+    findings.dedup();
+}
+
 fn serialize_kind<S: Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(kind.as_str())
 }

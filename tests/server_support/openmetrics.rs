@@ -89,7 +89,7 @@ pub const SERVER_FAMILIES: [(&str, &str); 11] = [
 ];
 
 /// Live mode's families (exposed with `--source=cluster`).
-pub const CLUSTER_FAMILIES: [(&str, &str); 13] = [
+pub const CLUSTER_FAMILIES: [(&str, &str); 15] = [
     ("routeguard_cluster_objects", "gauge"),
     ("routeguard_cluster_kind_state", "gauge"),
     ("routeguard_cluster_watch_errors", "counter"),
@@ -103,4 +103,6 @@ pub const CLUSTER_FAMILIES: [(&str, &str); 13] = [
     ("routeguard_cluster_pruned", "counter"),
     ("routeguard_cluster_rereads", "counter"),
     ("routeguard_cluster_reread_errors", "counter"),
+    ("routeguard_audit_findings", "gauge"),
+    ("routeguard_audits", "counter"),
 ];

@@ -46,6 +46,8 @@ DEFAULTS = {
     "watch": [],
     "generator": True,
     "lease": "routeguard-generator",
+    "audit_interval": "5m",
+    "policy_reports": True,
     "issuer": "routeguard-selfsigned",
     "service_port": 443,
     "admin_port": 8080,
@@ -73,6 +75,8 @@ EXPECT = {
         "hard_anti_affinity": True,
         "priority": "routeguard-critical",
         "generator": False,
+        "audit_interval": "10m",
+        "policy_reports": False,
         "service_monitor": True,
     },
     "host-network-values.yaml": {
@@ -211,6 +215,8 @@ def test_values_schema_is_strict():
         (("shutdownDelaySeconds=30",), "terminationGracePeriodSeconds"),
         (("webhook.url=http://example.com:8443",), "/webhook/url"),
         (("serviceAccount.create=false",), "serviceAccount.name"),
+        (("audit.interval=five minutes",), "/audit/interval"),
+        (("audit.policyReports.enabled=maybe",), "/audit/policyReports/enabled"),
     ],
 )
 def test_bad_values_are_refused(sets, message):
@@ -518,10 +524,11 @@ def test_tls_mode_arguments_and_volumes(values_file):
             issuer = one(docs, "Issuer", e["issuer"], NAMESPACE)
             assert issuer["spec"] == {"selfSigned": {}}
             assert (ref["kind"], ref["name"], ref["group"]) == ("Issuer", e["issuer"], "cert-manager.io")
-    if e["generator"]:
-        assert args["generate"] == "true" and args["leader-election-lease"] == e["lease"]
-    else:
-        assert args["generate"] == "false" and "leader-election-lease" not in args
+    # The Lease elects the generator's and the audit's leader: always there.
+    assert args["generate"] == ("true" if e["generator"] else "false")
+    assert args["leader-election-lease"] == e["lease"]
+    assert args["audit-interval"] == e["audit_interval"]
+    assert args["policy-reports"] == ("true" if e["policy_reports"] else "false")
     if e["watch"]:
         assert args["watch-namespaces"] == ",".join(e["watch"])
     else:
@@ -598,16 +605,18 @@ def expected_permissions(e) -> dict:
             for g, r in [("", "services"), ("networking.istio.io", "destinationrules")]:
                 for v in ("create", "update", "patch", "delete"):
                     out[(scope, g, r, v)] = ()
-            for v in ("create", "patch"):
-                out[(scope, "events.k8s.io", "events", v)] = ()
+        for v in ("create", "patch"):
+            out[(scope, "events.k8s.io", "events", v)] = ()
+        if e["policy_reports"]:
+            for v in ("get", "list", "watch", "create", "update", "patch", "delete"):
+                out[(scope, "wgpolicyk8s.io", "policyreports", v)] = ()
     for r in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         for v in ("get", "list", "watch", "patch"):
             out[("cluster", "admissionregistration.k8s.io", r, v)] = (RELEASE,)
     own = NAMESPACE
-    if e["generator"]:
-        for v in ("get", "update", "patch"):
-            out[(own, "coordination.k8s.io", "leases", v)] = (e["lease"],)
-        out[(own, "coordination.k8s.io", "leases", "create")] = ()  # create takes no resourceNames
+    for v in ("get", "update", "patch"):
+        out[(own, "coordination.k8s.io", "leases", v)] = (e["lease"],)
+    out[(own, "coordination.k8s.io", "leases", "create")] = ()  # create takes no resourceNames
     if e["tls"] == "self":
         for v in ("get", "update", "patch"):
             out[(own, "", "secrets", v)] = (e["secret"],)

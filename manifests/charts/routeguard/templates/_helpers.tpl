@@ -210,9 +210,16 @@ cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "r
 - apiGroups: ["networking.istio.io"]
   resources: ["destinationrules"]
   verbs: ["create", "update", "patch", "delete"]
-# Events on the objects it creates or cannot create (kube's recorder writes events.k8s.io/v1).
+{{- end }}
+# Events on the objects it creates, cannot create or finds broken in the audit (kube's recorder
+# writes events.k8s.io/v1).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.audit.policyReports.enabled }}
+# The audit's PolicyReports (only those named routeguard and labelled managed-by routeguard are touched).
+- apiGroups: ["wgpolicyk8s.io"]
+  resources: ["policyreports"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 {{- end }}
 {{- end -}}
