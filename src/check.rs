@@ -4,7 +4,7 @@
 //! defaults the API server would apply filled in, Deployments mutated, the
 //! generated objects added); then every object is checked as if it were created.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::files::{self, FileError};
 use crate::manifest::{self, Loaded};
-use crate::model::{Object, ObjectKey};
-use crate::policy::{Change, Engine, Finding, Severity};
+use crate::model::{Kind, Object, ObjectKey};
+use crate::policy::{Change, Engine, Finding, Mode, Severity};
 
 /// A finding with the file and line it points at (none for generated objects).
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +35,9 @@ pub struct Report {
     pub generated: Vec<Object>,
     /// How many objects were read.
     pub objects: usize,
+    /// What `check` has to say that is no finding: a namespace's enforcement
+    /// label of an unknown value.
+    pub notices: Vec<String>,
 }
 
 impl Report {
@@ -65,6 +68,9 @@ impl Report {
                 g.name,
                 path_message(g)
             );
+        }
+        for notice in &self.notices {
+            let _ = writeln!(out, "warning {notice}");
         }
         let _ = writeln!(
             out,
@@ -118,6 +124,21 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
         ))
     });
     raw_findings.dedup();
+    // Each namespace's enforcement mode, as admission applies it: what a
+    // namespace admits with warnings (or silently) is no error here either.
+    let mut modes: BTreeMap<String, Mode> = BTreeMap::new();
+    let raw_findings: Vec<Finding> = raw_findings
+        .into_iter()
+        .flat_map(|finding| {
+            let mode = modes
+                .entry(finding.namespace.clone())
+                .or_insert_with(|| Mode::of(engine.policy(), &desired.snapshot, &finding.namespace));
+            mode.enforce(vec![finding])
+        })
+        .collect();
+    let notices = (desired.snapshot.of_kind(Kind::Namespace).into_iter())
+        .filter_map(|ns| Mode::of(engine.policy(), &desired.snapshot, ns.name()).notice())
+        .collect();
     let findings: Vec<Located> = raw_findings
         .into_iter()
         .map(|finding| {
@@ -128,7 +149,7 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
         })
         .collect();
     let mut report =
-        Report { findings, objects: desired.loaded, mutated: desired.mutated, generated: desired.generated };
+        Report { findings, objects: desired.loaded, mutated: desired.mutated, generated: desired.generated, notices };
     report.findings.sort_by(|a, b| {
         (a.file.is_none(), &a.file, a.line, &a.finding.code).cmp(&(b.file.is_none(), &b.file, b.line, &b.finding.code))
     });

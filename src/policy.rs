@@ -3,6 +3,7 @@
 
 pub mod config;
 pub(crate) mod duplicate_rules;
+pub mod enforcement;
 pub mod engine;
 pub(crate) mod fields;
 pub mod finding;
@@ -23,6 +24,7 @@ pub(crate) mod version;
 pub(crate) mod visibility;
 
 pub use config::{Action, Policy, PolicyError, WeightMode};
+pub use enforcement::{ENFORCEMENT_LABEL, Enforcement, Mode, Origin, enforce};
 pub use engine::{Change, Engine, Mutation, Operation};
 pub use finding::{Code, Finding, Severity};
 pub use snapshot::{Entry, Resolution, RuleChange, Snapshot};

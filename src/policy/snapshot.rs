@@ -273,6 +273,8 @@ pub struct Snapshot {
     bound_hosts: HashMap<String, Keys>,
     /// Deployments by `<namespace>/<key>=<value>` of each pod template label.
     templates: HashMap<String, Keys>,
+    /// The labels of each Namespace, by name (the enforcement mode is one).
+    namespace_labels: HashMap<String, Arc<Labels>>,
 }
 
 /// One index slot an object occupies.
@@ -307,6 +309,7 @@ impl Snapshot {
             routes: HashMap::new(),
             bound_hosts: HashMap::new(),
             templates: HashMap::new(),
+            namespace_labels: HashMap::new(),
         }
     }
 
@@ -359,6 +362,9 @@ impl Snapshot {
             self.index(&entry, term, true);
         }
         let key = entry.key();
+        if key.kind == Kind::Namespace {
+            self.namespace_labels.insert(key.name.clone(), Arc::new(object.labels()));
+        }
         self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(ByKey(entry.clone()));
         self.entries.insert(entry.key().clone(), entry);
         old
@@ -367,6 +373,9 @@ impl Snapshot {
     /// Removes an object, returning its entry.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
+        if key.kind == Kind::Namespace {
+            self.namespace_labels.remove(&key.name);
+        }
         for term in self.terms(&entry) {
             self.index(&entry, term, false);
         }
@@ -382,6 +391,12 @@ impl Snapshot {
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
         self.entries.get(key)
+    }
+
+    /// The labels of the Namespace called `name`; `None` when the snapshot
+    /// does not hold it (not watched, not in the manifests).
+    pub fn namespace_labels(&self, name: &str) -> Option<&Labels> {
+        self.namespace_labels.get(name).map(|labels| &**labels)
     }
 
     /// Every object, in no particular order.
