@@ -4,6 +4,8 @@
 //! defaults the API server would apply filled in, Deployments mutated, the
 //! generated objects added); then every object is checked as if it were created.
 
+pub(crate) mod sarif;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -86,6 +88,11 @@ impl Report {
     /// A JSON array of findings with keys code, severity, kind, namespace, name, path, message, file, line.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&self.findings).unwrap_or_else(|_| "[]".to_string())
+    }
+
+    /// A SARIF 2.1.0 log of the findings (see [`sarif`]).
+    pub fn to_sarif(&self) -> String {
+        serde_json::to_string_pretty(&sarif::to_sarif(self)).unwrap_or_else(|_| "{}".to_string())
     }
 
     /// The mutated Deployments and the generated objects as a multi-document YAML stream.

@@ -1,6 +1,7 @@
 //! The routing policy: pure, synchronous rules over parsed objects and a
 //! read-only [`Snapshot`] of the cluster.
 
+pub mod catalog;
 pub mod config;
 pub(crate) mod duplicate_rules;
 pub mod enforcement;
