@@ -123,7 +123,9 @@ impl Admission {
         let request = Arc::unwrap_or_clone(request);
         let verdict = match again {
             Some(findings) => {
-                let again = Verdict::judged(verdict.key.clone(), findings, None);
+                // Only a denial gets a second look, so the mode is `deny`; it is kept for the message.
+                let mut again = Verdict::judged(verdict.key.clone(), findings, None);
+                again.mode = verdict.mode.clone();
                 if again.decision.is_allowed() {
                     let codes: Vec<&str> = verdict.errors().map(|f| f.code.as_str()).collect();
                     tracing::info!(uid = %request.uid, codes = %codes.join(","), "a second look found what was missing; allowed");

@@ -4,7 +4,9 @@
 //! defaults the API server would apply filled in, Deployments mutated, the
 //! generated objects added); then every object is checked as if it were created.
 
-use std::collections::BTreeSet;
+pub(crate) mod sarif;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -12,8 +14,8 @@ use serde::Serialize;
 
 use crate::files::{self, FileError};
 use crate::manifest::{self, Loaded};
-use crate::model::{Object, ObjectKey};
-use crate::policy::{Change, Engine, Finding, Severity, finding};
+use crate::model::{Kind, Object, ObjectKey};
+use crate::policy::{Change, Engine, Finding, Mode, Severity, finding};
 
 /// A finding with the file and line it points at (none for generated objects).
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +37,9 @@ pub struct Report {
     pub generated: Vec<Object>,
     /// How many objects were read.
     pub objects: usize,
+    /// What `check` has to say that is no finding: a namespace's enforcement
+    /// label of an unknown value.
+    pub notices: Vec<String>,
 }
 
 impl Report {
@@ -66,6 +71,9 @@ impl Report {
                 path_message(g)
             );
         }
+        for notice in &self.notices {
+            let _ = writeln!(out, "warning {notice}");
+        }
         let _ = writeln!(
             out,
             "{} objects checked: {} errors, {} warnings, {} infos",
@@ -80,6 +88,11 @@ impl Report {
     /// A JSON array of findings with keys code, severity, kind, namespace, name, path, message, file, line.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&self.findings).unwrap_or_else(|_| "[]".to_string())
+    }
+
+    /// A SARIF 2.1.0 log of the findings (see [`sarif`]).
+    pub fn to_sarif(&self) -> String {
+        serde_json::to_string_pretty(&sarif::to_sarif(self)).unwrap_or_else(|_| "{}".to_string())
     }
 
     /// The mutated Deployments and the generated objects as a multi-document YAML stream.
@@ -108,6 +121,21 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
     }
     // The mutation and the validation of a Deployment can both report RG302.
     finding::sort_unique(&mut raw_findings);
+    // Each namespace's enforcement mode, as admission applies it: what a
+    // namespace admits with warnings (or silently) is no error here either.
+    let mut modes: BTreeMap<String, Mode> = BTreeMap::new();
+    let raw_findings: Vec<Finding> = raw_findings
+        .into_iter()
+        .flat_map(|finding| {
+            let mode = modes
+                .entry(finding.namespace.clone())
+                .or_insert_with(|| Mode::of(engine.policy(), &desired.snapshot, &finding.namespace));
+            mode.enforce(vec![finding])
+        })
+        .collect();
+    let notices = (desired.snapshot.of_kind(Kind::Namespace).into_iter())
+        .filter_map(|ns| Mode::of(engine.policy(), &desired.snapshot, ns.name()).notice())
+        .collect();
     let findings: Vec<Located> = raw_findings
         .into_iter()
         .map(|finding| {
@@ -118,7 +146,7 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
         })
         .collect();
     let mut report =
-        Report { findings, objects: desired.loaded, mutated: desired.mutated, generated: desired.generated };
+        Report { findings, objects: desired.loaded, mutated: desired.mutated, generated: desired.generated, notices };
     report.findings.sort_by(|a, b| {
         (a.file.is_none(), &a.file, a.line, &a.finding.code).cmp(&(b.file.is_none(), &b.file, b.line, &b.finding.code))
     });

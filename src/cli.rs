@@ -80,6 +80,8 @@ pub enum OutputFormat {
     Text,
     /// A JSON array of findings.
     Json,
+    /// A SARIF 2.1.0 log, for code scanning: one rule per code, each finding on its file and line.
+    Sarif,
 }
 
 /// Log line format.

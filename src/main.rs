@@ -17,6 +17,7 @@ fn main() -> ExitCode {
                     let text = match args.output {
                         OutputFormat::Text => report.to_text(),
                         OutputFormat::Json => report.to_json() + "\n",
+                        OutputFormat::Sarif => report.to_sarif() + "\n",
                     };
                     print_out(&text);
                     if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }

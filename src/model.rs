@@ -32,11 +32,13 @@ pub enum Kind {
     IstioGateway,
     /// The Gateway API's `Gateway` (gateway.networking.k8s.io), what `HTTPRoute.spec.parentRefs` names.
     Gateway,
+    /// A core `Namespace`, cluster-scoped: read for its labels (the enforcement mode), never reviewed.
+    Namespace,
 }
 
 impl Kind {
     /// All kinds, in a stable order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::ServiceEntry,
@@ -46,6 +48,7 @@ impl Kind {
         Kind::Deployment,
         Kind::IstioGateway,
         Kind::Gateway,
+        Kind::Namespace,
     ];
 
     /// The Kubernetes `kind` string.
@@ -59,7 +62,13 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Deployment => "Deployment",
             Kind::IstioGateway | Kind::Gateway => "Gateway",
+            Kind::Namespace => "Namespace",
         }
+    }
+
+    /// False for the cluster-scoped kinds (`Namespace`): their key's namespace is empty.
+    pub fn is_namespaced(self) -> bool {
+        self != Kind::Namespace
     }
 
     /// A name unique among the kinds, for metric labels and task names: the
@@ -78,7 +87,7 @@ impl Kind {
                 "networking.istio.io"
             }
             Kind::HttpRoute | Kind::ReferenceGrant | Kind::Gateway => "gateway.networking.k8s.io",
-            Kind::Service => "",
+            Kind::Service | Kind::Namespace => "",
             Kind::Deployment => "apps",
         }
     }
@@ -97,6 +106,7 @@ impl Kind {
             "ReferenceGrant" => Kind::ReferenceGrant,
             "Service" => Kind::Service,
             "Deployment" => Kind::Deployment,
+            "Namespace" => Kind::Namespace,
             // Two groups name a kind `Gateway`.
             "Gateway" if group == Kind::IstioGateway.group() => Kind::IstioGateway,
             "Gateway" => Kind::Gateway,
@@ -117,6 +127,7 @@ impl Kind {
             Kind::Service => "services",
             Kind::Deployment => "deployments",
             Kind::IstioGateway | Kind::Gateway => "gateways",
+            Kind::Namespace => "namespaces",
         }
     }
 
@@ -176,7 +187,8 @@ pub struct Object {
 
 impl Object {
     /// Reads an object from JSON. `default_namespace` fills in a missing
-    /// `metadata.namespace` (all kinds handled here are namespaced).
+    /// `metadata.namespace` of a namespaced kind; a cluster-scoped kind's
+    /// namespace is always empty.
     pub fn from_value(raw: Value, default_namespace: &str) -> Result<Object, ModelError> {
         let map = raw.as_object().ok_or(ModelError::NotAnObject)?;
         let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
@@ -196,10 +208,11 @@ impl Object {
             .ok_or(ModelError::Missing("metadata.name"))?
             .to_string();
         let namespace = meta
+            .filter(|_| kind.is_namespaced())
             .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
-            .unwrap_or(default_namespace)
+            .unwrap_or(if kind.is_namespaced() { default_namespace } else { "" })
             .to_string();
         Ok(Object { key: ObjectKey { kind, namespace, name }, raw })
     }
@@ -267,6 +280,8 @@ pub enum Spec {
     Deployment(core::DeploymentSpec),
     IstioGateway(istio::GatewaySpec),
     Gateway(gateway::GatewaySpec),
+    /// A Namespace's spec (finalizers) is not read.
+    Namespace,
 }
 
 impl Object {
@@ -282,6 +297,7 @@ impl Object {
             Kind::Deployment => Spec::Deployment(self.spec()?),
             Kind::IstioGateway => Spec::IstioGateway(self.spec()?),
             Kind::Gateway => Spec::Gateway(self.spec()?),
+            Kind::Namespace => Spec::Namespace,
         })
     }
 }
@@ -363,6 +379,15 @@ mod tests {
         assert_eq!((Kind::IstioGateway.as_str(), Kind::IstioGateway.label()), ("Gateway", "IstioGateway"));
         let labels: std::collections::BTreeSet<&str> = Kind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(labels.len(), Kind::ALL.len(), "labels are unique");
+    }
+
+    #[test]
+    fn a_namespace_is_cluster_scoped() {
+        let raw = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "namespace": "x"}});
+        let ns = Object::from_value(raw, "default").expect("namespace");
+        assert_eq!((ns.kind(), ns.namespace(), ns.name()), (Kind::Namespace, "", "shop"));
+        assert_eq!(Kind::from_resource("", "namespaces"), Some(Kind::Namespace));
+        assert!(!Kind::Namespace.is_namespaced() && Kind::Service.is_namespaced());
     }
 
     #[test]

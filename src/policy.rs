@@ -1,8 +1,10 @@
 //! The routing policy: pure, synchronous rules over parsed objects and a
 //! read-only [`Snapshot`] of the cluster.
 
+pub mod catalog;
 pub mod config;
 pub(crate) mod duplicate_rules;
+pub mod enforcement;
 pub mod engine;
 pub(crate) mod fields;
 pub mod finding;
@@ -23,6 +25,7 @@ pub(crate) mod version;
 pub(crate) mod visibility;
 
 pub use config::{Action, Policy, PolicyError, WeightMode};
+pub use enforcement::{ENFORCEMENT_LABEL, Enforcement, Mode, Origin, enforce};
 pub use engine::{Change, Engine, Mutation, Operation};
 pub use finding::{Code, Finding, Severity};
 pub use snapshot::{Entry, Resolution, RuleChange, Snapshot};

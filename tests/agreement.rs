@@ -106,3 +106,67 @@ fn check_and_admission_agree_on_every_example() {
     }
     assert!(compared >= 20, "only {compared} routing objects compared");
 }
+
+/// A broken route in a namespace of each enforcement mode: `check` reports an
+/// error exactly where admission refuses, a warning where it warns, and
+/// nothing above an info where it admits silently.
+#[test]
+fn check_and_admission_agree_on_each_enforcement_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for (ns, mode) in [("deny", Some("deny")), ("warn", Some("warn")), ("audit", Some("audit")), ("plain", None)] {
+        let labels = mode.map_or(String::new(), |m| format!("\n  labels:\n    routeguard.io/enforcement: {m}"));
+        text.push_str(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}{labels}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: {ns}\n\
+             spec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {{host: nowhere}}\n---\n"
+        ));
+    }
+    std::fs::write(dir.path().join("routes.yaml"), text).expect("write");
+    let paths = vec![dir.path().to_path_buf()];
+    let report = check::run(None, &paths, "default").expect("check runs");
+    let engine = Engine::new(Policy::default());
+    let state = routeguard::files::snapshot_from_paths(&engine, &paths, "default").expect("snapshot");
+    let mut seen = Vec::new();
+    for loaded in manifest::load_paths(&paths, "default").expect("load") {
+        if loaded.object.kind() != Kind::VirtualService {
+            continue;
+        }
+        let object = loaded.object.with_api_defaults();
+        let mut before = state.clone();
+        before.remove(&object.key);
+        let admission = Admission::new(engine.clone(), Arc::new(SharedSnapshot::new(before)));
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "agreement", "operation": "CREATE",
+                "kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
+                "resource": {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
+                "name": object.name(), "namespace": object.namespace(),
+                "userInfo": {"username": "developer"}, "object": object.raw
+            }
+        });
+        let reviewed = admission.review(Endpoint::Validate, &serde_json::to_vec(&review).expect("json")).expect("ok");
+        let answer: Value = serde_json::from_slice(&reviewed.body).expect("answer");
+        let allowed = answer["response"]["allowed"].as_bool().expect("allowed");
+        let warned = answer["response"]["warnings"].as_array().map_or(0, Vec::len);
+        let offline: Vec<_> =
+            report.findings.iter().map(|f| &f.finding).filter(|f| f.namespace == object.namespace()).collect();
+        let severities: Vec<&str> = offline.iter().map(|f| f.severity.as_str()).collect();
+        assert!(offline.iter().all(|f| f.code.as_str() == "RG104"), "{offline:?}");
+        assert_eq!(allowed, !offline.iter().any(|f| f.is_error()), "{}: {severities:?}", object.namespace());
+        assert_eq!(warned, severities.iter().filter(|s| **s == "warning").count(), "{}", object.namespace());
+        seen.push((object.namespace().to_string(), allowed, severities));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("audit".to_string(), true, vec!["info"]),
+            ("deny".to_string(), false, vec!["error"]),
+            ("plain".to_string(), false, vec!["error"]),
+            ("warn".to_string(), true, vec!["warning"]),
+        ]
+    );
+    assert!(!report.to_text().is_empty() && report.notices.is_empty());
+}

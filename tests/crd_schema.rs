@@ -30,7 +30,7 @@ fn crd_file(kind: Kind) -> Option<&'static str> {
         Kind::ReferenceGrant => "crds/gateway-api/gateway.networking.k8s.io_referencegrants.yaml",
         Kind::IstioGateway => "crds/istio/gateways.yaml",
         Kind::Gateway => "crds/gateway-api/gateway.networking.k8s.io_gateways.yaml",
-        Kind::Service | Kind::Deployment => return None,
+        Kind::Service | Kind::Deployment | Kind::Namespace => return None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! What to answer: the request handed to the policy engine.
 
 use crate::model::{Kind, ObjectKey};
-use crate::policy::{Engine, Finding, Operation, Severity, Snapshot};
+use crate::policy::{Engine, Finding, Mode, Operation, Severity, Snapshot};
 
 use super::decode::{Request, Target};
 use super::{Endpoint, Summary};
@@ -45,17 +45,27 @@ pub struct Verdict {
     pub decision: Decision,
     /// The object judged (the old one for a DELETE), if any.
     pub key: Option<ObjectKey>,
-    /// Every finding, the policy's severities and exemptions applied.
+    /// Every finding, the policy's severities and exemptions and the
+    /// namespace's enforcement mode applied.
     pub findings: Vec<Finding>,
     /// The JSON Patch to return (only with [`Decision::Patched`]).
     pub patch: Option<json_patch::Patch>,
     /// Why the request was not looked at ([`Decision::Unhandled`]).
     pub note: Option<String>,
+    /// The enforcement mode of the object's namespace (none when nothing was judged).
+    pub mode: Option<Mode>,
 }
 
 impl Verdict {
     fn unhandled(note: String) -> Verdict {
-        Verdict { decision: Decision::Unhandled, key: None, findings: Vec::new(), patch: None, note: Some(note) }
+        Verdict {
+            decision: Decision::Unhandled,
+            key: None,
+            findings: Vec::new(),
+            patch: None,
+            note: Some(note),
+            mode: None,
+        }
     }
 
     /// The error findings (the reasons of a denial).
@@ -95,7 +105,14 @@ pub fn decide(engine: &Engine, snapshot: &Snapshot, endpoint: Endpoint, request:
         Target::Unhandled(note) => return Verdict::unhandled(note.clone()),
         Target::Invalid { message, .. } => {
             let note = Some(message.clone());
-            return Verdict { decision: Decision::Invalid, key: None, findings: Vec::new(), patch: None, note };
+            return Verdict {
+                decision: Decision::Invalid,
+                key: None,
+                findings: Vec::new(),
+                patch: None,
+                note,
+                mode: None,
+            };
         }
     };
     let key = object.or(old).map(|o| o.key.clone());
@@ -112,7 +129,11 @@ pub fn decide(engine: &Engine, snapshot: &Snapshot, endpoint: Endpoint, request:
             _ => (Vec::new(), None),
         },
     };
-    Verdict::judged(key, findings, patch)
+    // After the policy (and its exemptions): the namespace decides what its errors do.
+    let namespace = key.as_ref().map_or(request.namespace.as_str(), |k| k.namespace.as_str());
+    let mode = Mode::of(engine.policy(), snapshot, namespace);
+    let findings = mode.enforce(findings);
+    Verdict::judged(key, findings, patch).with_mode(mode)
 }
 
 impl Verdict {
@@ -126,6 +147,13 @@ impl Verdict {
             Decision::Allowed
         };
         let patch = if decision == Decision::Patched { patch } else { None };
-        Verdict { decision, key, findings, patch, note: None }
+        Verdict { decision, key, findings, patch, note: None, mode: None }
+    }
+
+    /// The same verdict, judged in a namespace of this enforcement mode (its
+    /// findings are already [enforced](Mode::enforce)).
+    pub fn with_mode(mut self, mode: Mode) -> Verdict {
+        self.mode = Some(mode);
+        self
     }
 }

@@ -225,6 +225,9 @@ fn target(request: &Request, wire: WireRequest) -> Result<Target, AdmissionError
         let group = if resource.group.is_empty() { "core" } else { resource.group.as_str() };
         return Ok(Target::Unhandled(format!("resource {}.{group} is not handled", resource.resource)));
     };
+    if kind == Kind::Namespace {
+        return Ok(Target::Unhandled("namespaces are read for their labels, not reviewed".to_string()));
+    }
     if let Some(sub) = wire.sub_resource.as_deref().filter(|s| !s.is_empty()) {
         return Ok(Target::Unhandled(format!("subresource {}/{sub} is not handled", resource.resource)));
     }

@@ -45,7 +45,8 @@ pub fn response(request: &Request, verdict: &Verdict) -> Result<AdmissionRespons
         Decision::Invalid => invalid(request, verdict),
         _ => denial(request, verdict),
     };
-    let warnings: Vec<String> = verdict.warnings().map(warning).collect();
+    let notice = verdict.mode.as_ref().and_then(|m| m.notice()).map(|n| truncate(&n, MAX_WARNING_CHARS));
+    let warnings: Vec<String> = notice.into_iter().chain(verdict.warnings().map(warning)).collect();
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
     }
@@ -79,12 +80,16 @@ fn invalid(request: &Request, verdict: &Verdict) -> Status {
 
 fn denial(request: &Request, verdict: &Verdict) -> Status {
     let errors: Vec<&Finding> = verdict.errors().collect();
-    let message = match &verdict.key {
+    let mut message = match &verdict.key {
         Some(key) => denial_message(key, &errors),
         None => {
             format!("routeguard denied {} {}/{}: {}", request.kind.kind, request.namespace, request.name, join(&errors))
         }
     };
+    if let Some(mode) = &verdict.mode {
+        // Who set the bar: the namespace's label or the policy's default.
+        message.push_str(&format!(" ({})", mode.describe()));
+    }
     let details = StatusDetails {
         name: verdict.key.as_ref().map_or_else(|| request.name.clone(), |k| k.name.clone()),
         group: request.kind.group.clone(),

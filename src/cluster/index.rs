@@ -48,6 +48,7 @@ impl Scope {
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.namespace {
+            None if !self.kind.is_namespaced() => write!(f, "{} (cluster-scoped)", self.kind),
             Some(ns) => write!(f, "{} in {ns}", self.kind),
             None => write!(f, "{} in all namespaces", self.kind),
         }

@@ -3,8 +3,8 @@
 //! Istio serves one schema under v1, v1beta1 and v1alpha3 (VirtualService,
 //! DestinationRule, ServiceEntry, Gateway): routeguard prefers v1 and falls
 //! back. Gateway API: HTTPRoute and Gateway v1 (v1beta1 on old releases),
-//! ReferenceGrant v1 when served, else v1beta1. Core Services and apps
-//! Deployments are always there and are not looked up.
+//! ReferenceGrant v1 when served, else v1beta1. Core Services and
+//! Namespaces and apps Deployments are always there and are not looked up.
 
 use kube::core::ApiResource;
 use kube::core::DynamicObject;
@@ -24,13 +24,13 @@ pub fn candidate_versions(kind: Kind) -> &'static [&'static str] {
             &["v1", "v1beta1", "v1alpha3"]
         }
         Kind::HttpRoute | Kind::ReferenceGrant | Kind::Gateway => &["v1", "v1beta1"],
-        Kind::Service | Kind::Deployment => &["v1"],
+        Kind::Service | Kind::Deployment | Kind::Namespace => &["v1"],
     }
 }
 
 /// True for the kinds that are always served (no discovery needed).
 pub fn is_builtin(kind: Kind) -> bool {
-    matches!(kind, Kind::Service | Kind::Deployment)
+    matches!(kind, Kind::Service | Kind::Deployment | Kind::Namespace)
 }
 
 /// The first candidate version whose resource list names the kind's plural.
@@ -115,11 +115,20 @@ pub const READ_ANNOTATION_PREFIXES: [&str; 2] = ["routeguard.io/", "networking.i
 /// outside [`READ_ANNOTATION_PREFIXES`] (`kubectl.kubernetes.io/last-applied-configuration`
 /// is often the largest part of an object). Less memory per object, and an
 /// update of only those parts leaves the index's content as it was, so it
-/// costs no publish and no reconcile (see [`super::index::Effect`]).
+/// costs no publish and no reconcile (see [`super::index::Effect`]). A
+/// Namespace keeps only its name, labels and resourceVersion: routeguard reads
+/// its enforcement label and nothing else.
 pub fn normalize(served: &Served, raw: &mut Value) {
     if let Some(map) = raw.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(served.api_version().to_string()));
         map.insert("kind".into(), Value::String(served.kind.as_str().to_string()));
+        if served.kind == Kind::Namespace {
+            map.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata"));
+            if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.retain(|k, _| matches!(k.as_str(), "name" | "labels" | "resourceVersion"));
+            }
+            return;
+        }
         map.remove("status");
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("managedFields");
@@ -179,6 +188,27 @@ mod tests {
         assert_eq!(served.resource.kind, "Gateway");
         assert_eq!(Served::new(Kind::Gateway, "v1").api_version(), "gateway.networking.k8s.io/v1");
         assert!(!is_builtin(Kind::Gateway) && !is_builtin(Kind::IstioGateway));
+    }
+
+    #[test]
+    fn a_namespace_keeps_only_name_labels_and_version() {
+        let served = Served::new(Kind::Namespace, "v1");
+        assert_eq!((served.api_version(), served.resource.plural.as_str()), ("v1", "namespaces"));
+        assert!(is_builtin(Kind::Namespace));
+        let dynamic: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "shop", "uid": "u", "resourceVersion": "7", "managedFields": [{}],
+                         "labels": {"routeguard.io/enforcement": "warn"}, "annotations": {"routeguard.io/x": "y"}},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"}
+        }))
+        .expect("dynamic");
+        let object = to_object(&served, dynamic).expect("object");
+        assert_eq!(object.key.to_string(), "Namespace /shop");
+        assert_eq!(
+            object.raw,
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "shop", "resourceVersion": "7", "labels": {"routeguard.io/enforcement": "warn"}}})
+        );
     }
 
     #[test]

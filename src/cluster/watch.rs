@@ -3,7 +3,8 @@
 //! Per kind: find the version it is served in (a kind whose CRD is absent is
 //! logged, marked absent and looked up again every `rediscover_every`), then
 //! one kube-runtime watcher per scope (all namespaces, or each of
-//! `--watch-namespaces`). Watch errors back off and the watcher resumes or
+//! `--watch-namespaces`; Namespaces themselves are always watched
+//! cluster-wide, for their enforcement label). Watch errors back off and the watcher resumes or
 //! relists on its own; admission keeps judging against the last published
 //! snapshot meanwhile. A 404 while watching (the CRD was removed) goes back
 //! to discovery. One writer task applies every event and publishes.
@@ -193,7 +194,9 @@ async fn watch_kind(
     status: Arc<ClusterStatus>,
     tx: mpsc::Sender<Msg>,
 ) {
-    let scopes: Vec<Scope> = if settings.namespaces.is_empty() {
+    // A cluster-scoped kind (Namespace) is one scope whatever is watched:
+    // admission needs the labels of every namespace it may judge in.
+    let scopes: Vec<Scope> = if settings.namespaces.is_empty() || !kind.is_namespaced() {
         vec![Scope { kind, namespace: None }]
     } else {
         settings.namespaces.iter().map(|ns| Scope { kind, namespace: Some(ns.clone()) }).collect()

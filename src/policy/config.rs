@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::enforcement::Enforcement;
 use super::finding::{Code, Finding, Severity};
 
 /// How route weights are judged.
@@ -59,6 +60,8 @@ pub struct Policy {
     pub duplicate_rules: Action,
     /// RG114.
     pub missing_gateway: Action,
+    /// The enforcement mode of a namespace without a `routeguard.io/enforcement` label.
+    pub enforcement: Enforcement,
     /// Users whose errors become warnings (for example a rollout controller's service account).
     pub exempt_users: Vec<String>,
     pub version_label: String,
@@ -79,6 +82,7 @@ impl Default for Policy {
             unused_rules: Action::Warn,
             duplicate_rules: Action::Deny,
             missing_gateway: Action::Deny,
+            enforcement: Enforcement::Deny,
             exempt_users: Vec::new(),
             version_label: "version".to_string(),
             mesh_root_namespace: "istio-system".to_string(),
@@ -182,6 +186,9 @@ mod tests {
         assert_eq!(p.missing_subset, Action::Deny);
         assert_eq!(p.version_label, "version");
         assert_eq!(from_yaml("").expect("empty").cluster_domain, "cluster.local");
+        assert_eq!(from_yaml("").expect("empty").enforcement, Enforcement::Deny);
+        assert_eq!(from_yaml("enforcement: audit").expect("audit").enforcement, Enforcement::Audit);
+        assert!(from_yaml("enforcement: off").is_err());
     }
 
     #[test]

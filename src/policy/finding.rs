@@ -67,6 +67,32 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in order (the README's rule table lists them all, see [`super::catalog`]).
+    pub const ALL: [Code; 22] = [
+        Code::RG100,
+        Code::RG101,
+        Code::RG102,
+        Code::RG103,
+        Code::RG104,
+        Code::RG105,
+        Code::RG106,
+        Code::RG107,
+        Code::RG108,
+        Code::RG109,
+        Code::RG110,
+        Code::RG111,
+        Code::RG112,
+        Code::RG113,
+        Code::RG114,
+        Code::RG201,
+        Code::RG202,
+        Code::RG203,
+        Code::RG301,
+        Code::RG302,
+        Code::RG303,
+        Code::RG304,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::RG100 => "RG100",

@@ -282,6 +282,8 @@ pub struct Snapshot {
     log: Vector<ObjectKey>,
     /// The revision of `log[0]`.
     log_start: u64,
+    /// The labels of each Namespace, by name (the enforcement mode is one).
+    namespace_labels: HashMap<String, Arc<Labels>>,
 }
 
 /// The most changes the log keeps; a consumer further behind starts over.
@@ -321,6 +323,7 @@ impl Snapshot {
             templates: HashMap::new(),
             log: Vector::new(),
             log_start: 0,
+            namespace_labels: HashMap::new(),
         }
     }
 
@@ -373,6 +376,9 @@ impl Snapshot {
             self.index(&entry, term, true);
         }
         let key = entry.key();
+        if key.kind == Kind::Namespace {
+            self.namespace_labels.insert(key.name.clone(), Arc::new(object.labels()));
+        }
         self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(ByKey(entry.clone()));
         self.entries.insert(entry.key().clone(), entry);
         old
@@ -381,6 +387,9 @@ impl Snapshot {
     /// Removes an object, returning its entry.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
+        if key.kind == Kind::Namespace {
+            self.namespace_labels.remove(&key.name);
+        }
         for term in self.terms(&entry) {
             self.index(&entry, term, false);
         }
@@ -396,6 +405,12 @@ impl Snapshot {
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
         self.entries.get(key)
+    }
+
+    /// The labels of the Namespace called `name`; `None` when the snapshot
+    /// does not hold it (not watched, not in the manifests).
+    pub fn namespace_labels(&self, name: &str) -> Option<&Labels> {
+        self.namespace_labels.get(name).map(|labels| &**labels)
     }
 
     /// Every object, in no particular order.

@@ -209,6 +209,7 @@ def test_values_schema_is_strict():
         (("tls.mode=selfsigned",), "mode"),
         (("policy.missingSubset=off",), "missingSubset"),
         (("policy.weights=half",), "weights"),
+        (("policy.enforcement=block",), "enforcement"),
         (("tls.mode=secret", f"tls.caBundle={PLACEHOLDER_CA}"), "tls.secretName"),
         (("tls.mode=secret", "tls.secretName=x"), "tls.caBundle"),
         (("terminationGracePeriodSeconds=25",), "terminationGracePeriodSeconds"),
@@ -610,6 +611,9 @@ def expected_permissions(e) -> dict:
         if e["policy_reports"]:
             for v in ("get", "list", "watch", "create", "update", "patch", "delete"):
                 out[(scope, "wgpolicyk8s.io", "policyreports", v)] = ()
+    # Namespaces are cluster-scoped: their enforcement label is read cluster-wide, whatever is watched.
+    for v in read:
+        out[("cluster", "", "namespaces", v)] = ()
     for r in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         for v in ("get", "list", "watch", "patch"):
             out[("cluster", "admissionregistration.k8s.io", r, v)] = (RELEASE,)
@@ -643,7 +647,7 @@ def test_rbac_with_watch_namespaces_uses_roles():
     docs = render("selectors-values.yaml")
     cluster_role = one(docs, "ClusterRole", RELEASE)
     resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
-    assert resources == {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
+    assert resources == {"namespaces", "mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
     for ns in ("shop", "payments"):
         one(docs, "Role", RELEASE, ns)
         one(docs, "RoleBinding", RELEASE, ns)

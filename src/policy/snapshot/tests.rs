@@ -225,3 +225,26 @@ fn a_copy_and_its_original_change_apart() {
     assert!(original.is_empty());
     assert_eq!(copy.len(), 2, "the copy keeps what the original lost");
 }
+
+#[test]
+fn namespace_labels_follow_upserts_and_removals() {
+    let namespace = |labels: serde_json::Value| {
+        Object::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": labels}}),
+            "",
+        )
+        .expect("namespace")
+    };
+    let mut snap = snapshot(vec![]);
+    assert!(snap.namespace_labels("shop").is_none());
+    snap.upsert(namespace(json!({"routeguard.io/enforcement": "warn"})));
+    assert_eq!(
+        snap.namespace_labels("shop").and_then(|l| l.get("routeguard.io/enforcement")).map(String::as_str),
+        Some("warn")
+    );
+    snap.upsert(namespace(json!({})));
+    assert!(snap.namespace_labels("shop").is_some_and(|l| l.is_empty()));
+    snap.remove(&ObjectKey { kind: Kind::Namespace, namespace: String::new(), name: "shop".into() });
+    assert!(snap.namespace_labels("shop").is_none());
+    assert!(snap.is_empty());
+}
