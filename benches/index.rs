@@ -21,10 +21,6 @@ use routeguard::model::Object;
 use routeguard::policy::{Engine, Policy, Snapshot};
 use serde_json::{Value, json};
 
-/// As the binary allocates (see `src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const NAMESPACES: usize = 50;
 
 fn object(value: Value) -> Object {

@@ -12,10 +12,6 @@ use routeguard::model::Object;
 use routeguard::policy::{Change, Engine, Policy, Snapshot};
 use serde_json::json;
 
-/// As the binary allocates (see `src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const NAMESPACES: usize = 50;
 
 fn object(value: serde_json::Value) -> Object {

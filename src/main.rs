@@ -7,13 +7,6 @@ use clap::Parser as _;
 use routeguard::check;
 use routeguard::cli::{CertsCommand, Cli, Command, OutputFormat};
 
-/// mimalloc, not glibc's malloc: with tens of thousands of indexed objects,
-/// glibc's free lists made every allocation of a policy check slower as the
-/// index grew (`cargo bench --bench policy`: 10 http entries went from 35 µs
-/// at 10 objects to 182 µs at 40,000; with mimalloc 29 µs and 48 µs; see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
