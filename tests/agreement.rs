@@ -13,8 +13,8 @@ use std::sync::Arc;
 use routeguard::admission::{Admission, Endpoint, SharedSnapshot};
 use routeguard::check;
 use routeguard::manifest;
-use routeguard::model::Kind;
-use routeguard::policy::{Engine, Policy};
+use routeguard::model::{Kind, Object};
+use routeguard::policy::{Engine, Policy, Snapshot};
 use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -36,6 +36,31 @@ fn folders() -> Vec<PathBuf> {
     out
 }
 
+/// Admission's answer (the AdmissionReview `response`) to `object` sent as a
+/// CREATE the way the API server sends it (its CRD defaults filled in),
+/// against `state` without the object itself.
+fn admit(engine: &Engine, state: &Snapshot, object: Object) -> Value {
+    let object = object.with_api_defaults();
+    let kind = object.kind();
+    let mut before = state.clone();
+    before.remove(&object.key);
+    let admission = Admission::new(engine.clone(), Arc::new(SharedSnapshot::new(before)));
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "agreement", "operation": "CREATE",
+            "kind": {"group": kind.group(), "version": "v1", "kind": kind.as_str()},
+            "resource": {"group": kind.group(), "version": "v1", "resource": kind.plural()},
+            "name": object.name(), "namespace": object.namespace(),
+            "userInfo": {"username": "developer"}, "object": object.raw
+        }
+    });
+    let body = serde_json::to_vec(&review).expect("json");
+    let reviewed = admission.review(Endpoint::Validate, &body).expect("reviewed");
+    let mut answer: Value = serde_json::from_slice(&reviewed.body).expect("answer");
+    answer["response"].take()
+}
+
 fn sorted(mut codes: Vec<String>) -> Vec<String> {
     codes.sort();
     codes
@@ -54,25 +79,8 @@ fn check_and_admission_agree_on_every_example() {
             if !matches!(kind, Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::HttpRoute) {
                 continue;
             }
-            // What the API server sends: the object with its CRD defaults, not yet stored.
-            let object = loaded.object.with_api_defaults();
-            let mut before = state.clone();
-            before.remove(&object.key);
-            let admission = Admission::new(engine.clone(), Arc::new(SharedSnapshot::new(before)));
-            let review = json!({
-                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                "request": {
-                    "uid": "agreement", "operation": "CREATE",
-                    "kind": {"group": kind.group(), "version": "v1", "kind": kind.as_str()},
-                    "resource": {"group": kind.group(), "version": "v1", "resource": kind.plural()},
-                    "name": object.name(), "namespace": object.namespace(),
-                    "userInfo": {"username": "developer"}, "object": object.raw
-                }
-            });
-            let body = serde_json::to_vec(&review).expect("json");
-            let reviewed = admission.review(Endpoint::Validate, &body).expect("reviewed");
-            let answer: Value = serde_json::from_slice(&reviewed.body).expect("answer");
-            let response = &answer["response"];
+            let object = &loaded.object;
+            let response = &admit(&engine, &state, object.clone());
             let mut online: Vec<String> = response["status"]["details"]["causes"]
                 .as_array()
                 .into_iter()
@@ -132,24 +140,10 @@ fn check_and_admission_agree_on_each_enforcement_mode() {
         if loaded.object.kind() != Kind::VirtualService {
             continue;
         }
-        let object = loaded.object.with_api_defaults();
-        let mut before = state.clone();
-        before.remove(&object.key);
-        let admission = Admission::new(engine.clone(), Arc::new(SharedSnapshot::new(before)));
-        let review = json!({
-            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {
-                "uid": "agreement", "operation": "CREATE",
-                "kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
-                "resource": {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
-                "name": object.name(), "namespace": object.namespace(),
-                "userInfo": {"username": "developer"}, "object": object.raw
-            }
-        });
-        let reviewed = admission.review(Endpoint::Validate, &serde_json::to_vec(&review).expect("json")).expect("ok");
-        let answer: Value = serde_json::from_slice(&reviewed.body).expect("answer");
-        let allowed = answer["response"]["allowed"].as_bool().expect("allowed");
-        let warned = answer["response"]["warnings"].as_array().map_or(0, Vec::len);
+        let object = &loaded.object;
+        let response = admit(&engine, &state, object.clone());
+        let allowed = response["allowed"].as_bool().expect("allowed");
+        let warned = response["warnings"].as_array().map_or(0, Vec::len);
         let offline: Vec<_> =
             report.findings.iter().map(|f| &f.finding).filter(|f| f.namespace == object.namespace()).collect();
         let severities: Vec<&str> = offline.iter().map(|f| f.severity.as_str()).collect();

@@ -19,11 +19,10 @@ pub mod reports;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::core::{DynamicObject, GroupVersionKind};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::Value;
 use tokio::sync::watch as channel;
 use tokio::time::Instant;
@@ -129,8 +128,7 @@ impl Auditor {
         identity: &str,
         settings: AuditSettings,
     ) -> Auditor {
-        let reporter = Reporter { controller: "routeguard".to_string(), instance: Some(identity.to_string()) };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let recorder = super::recorder(&client, identity);
         let events = Retries::new(Backoff::default(), settings.event_window);
         // An interval of zero would audit without pause.
         let settings = AuditSettings { interval: settings.interval.max(MIN_INTERVAL), ..settings };
@@ -323,15 +321,8 @@ impl Auditor {
             if !self.events.report(&resource.key, finding.code.as_str(), now) {
                 continue;
             }
-            let reference = ObjectReference {
-                api_version: Some(resource.api_version.clone()),
-                kind: Some(resource.key.kind.as_str().to_string()),
-                name: Some(resource.key.name.clone()),
-                namespace: Some(resource.key.namespace.clone()),
-                uid: resource.uid.clone(),
-                ..ObjectReference::default()
-            };
-            let note: String = finding.summary().chars().take(1000).collect();
+            let reference = super::event_object(&resource.key, resource.api_version.clone(), resource.uid.clone());
+            let note = super::event_note(&finding.summary());
             let event = Event {
                 type_: EventType::Warning,
                 reason: finding.code.as_str().to_string(),

@@ -19,11 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DynamicObject;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::Value;
 use tokio::sync::watch as channel;
 use tokio::time::Instant;
@@ -122,8 +121,7 @@ impl Controller {
         leadership: Arc<Leadership>,
         identity: &str,
     ) -> Controller {
-        let reporter = Reporter { controller: "routeguard".to_string(), instance: Some(identity.to_string()) };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let recorder = super::recorder(&client, identity);
         let defaults = ControllerSettings::default();
         Controller {
             client,
@@ -413,21 +411,13 @@ impl Controller {
             }
             _ => "v1".to_string(),
         };
-        let reference = ObjectReference {
-            api_version: Some(api_version),
-            kind: Some(key.kind.as_str().to_string()),
-            name: Some(key.name.clone()),
-            namespace: Some(key.namespace.clone()),
-            uid,
-            ..ObjectReference::default()
-        };
+        let reference = super::event_object(key, api_version, uid);
         let action_name = match action {
             Action::Apply { .. } => "Apply",
             Action::PatchSubsets { .. } => "Patch",
             Action::Delete { .. } => "Delete",
         };
-        let mut note = note;
-        note.truncate(1000);
+        let note = super::event_note(&note);
         let event = Event {
             type_: kind,
             reason: reason.to_string(),
