@@ -101,6 +101,8 @@ pub struct Controller {
     /// The snapshot the last pass reconciled: the next pass after a change
     /// reconciles only the Services the changes since touch.
     last: Option<Arc<Snapshot>>,
+    /// When the last pass over everything ran.
+    last_full: Option<Instant>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -133,6 +135,7 @@ impl Controller {
             recent: HashMap::new(),
             retries: Retries::new(defaults.retry, defaults.event_window),
             last: None,
+            last_full: None,
         }
     }
 
@@ -178,7 +181,12 @@ impl Controller {
             }
             // After a change, the Services it touches; on resync, on gaining
             // the lease and when a failed write is due again, everything.
-            if changed {
+            // Changes that never stop (a busy cluster) must not starve the
+            // resync or the retries of objects they do not touch.
+            let now = Instant::now();
+            let retry_due = self.retries.next_due().is_some_and(|at| at <= now);
+            let resync_due = self.last_full.is_none_or(|at| now.saturating_duration_since(at) >= settings.resync);
+            if changed && !retry_due && !resync_due {
                 self.reconcile_changes().await;
             } else {
                 self.reconcile().await;
@@ -242,6 +250,7 @@ impl Controller {
         let now = Instant::now();
         self.recent.retain(|_, (_, at)| now.saturating_duration_since(*at) < SETTLE);
         if !was_scoped {
+            self.last_full = Some(now);
             // Backoff state of objects no longer planned goes; a scoped pass
             // plans only some objects, so it keeps the others' state.
             let planned: std::collections::HashSet<&ObjectKey> = actions.iter().map(Action::key).collect();
