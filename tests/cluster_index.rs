@@ -161,7 +161,7 @@ async fn a_closed_watch_resumes_and_an_expired_one_relists() {
 
     // b goes while nobody watches, and the next watch is too old (410): a relist drops b.
     fake.remove(&services("shop"), "b", true);
-    fake.expire_next_watch();
+    fake.expire_next_watch("services");
     fake.close_watches();
     assert!(fake.eventually(Duration::from_secs(10), || !has(&index, Kind::Service, "shop", "b")).await, "relisted");
     assert!(has(&index, Kind::Service, "shop", "a"));

@@ -104,7 +104,8 @@ struct State_ {
     /// Served group versions (`networking.istio.io/v1`) and their plurals.
     discovery: BTreeMap<String, BTreeSet<String>>,
     overrides: Vec<Override>,
-    expire_next_watch: bool,
+    /// The resource (plural) whose next watch is answered 410 Gone.
+    expire_next_watch: Option<String>,
     /// Server-side applies being answered now, and the most ever at once.
     writes_in_flight: usize,
     peak_writes_in_flight: usize,
@@ -238,9 +239,11 @@ impl Fake {
         lock(&self.state).overrides.clear();
     }
 
-    /// The next watch request gets a 410 Gone ERROR event (forcing a relist).
-    pub fn expire_next_watch(&self) {
-        lock(&self.state).expire_next_watch = true;
+    /// The next watch request of `plural` gets a 410 Gone ERROR event (forcing a relist).
+    /// It names the resource because every kind's watcher reconnects after
+    /// `close_watches`, and whichever came first would otherwise take the expiry.
+    pub fn expire_next_watch(&self, plural: &str) {
+        lock(&self.state).expire_next_watch = Some(plural.to_string());
     }
 
     /// Ends every open watch.
@@ -585,7 +588,14 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
 }
 
 async fn watch(fake: Fake, prefix: String, plural: String, namespace: String, only: Option<String>) -> Response {
-    let expire = std::mem::take(&mut lock(&fake.state).expire_next_watch);
+    let expire = {
+        let mut state = lock(&fake.state);
+        let hit = state.expire_next_watch.as_deref() == Some(plural.as_str());
+        if hit {
+            state.expire_next_watch = None;
+        }
+        hit
+    };
     if expire {
         let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
             "status": "Failure", "message": "too old resource version", "reason": "Expired", "code": 410}});
