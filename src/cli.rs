@@ -20,7 +20,7 @@ pub enum Command {
     /// Check manifest files against the routing policy, as if they were applied (for CI).
     Check(CheckArgs),
     /// Print the mutated Deployments and the objects routeguard would generate, as YAML.
-    Render(InputArgs),
+    Render(RenderArgs),
     /// Run the admission webhook over HTTPS.
     Serve(ServeArgs),
     /// Development certificates.
@@ -49,15 +49,23 @@ pub struct CertsGenerateArgs {
     pub service_namespace: String,
 }
 
-/// Which manifests, under which policy.
+/// Under which policy, and where objects that name no namespace go.
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Policy file (YAML); without one the defaults apply.
     #[arg(long, env = "ROUTEGUARD_POLICY")]
     pub policy: Option<PathBuf>,
-    /// Namespace for objects that name none.
+    /// Namespace for objects that name none. With `check --cluster`, given on the command line or
+    /// in the environment, it also limits the findings to that namespace (else the whole cluster counts).
     #[arg(long, short = 'n', env = "ROUTEGUARD_NAMESPACE", default_value = "default")]
     pub namespace: String,
+}
+
+/// `routeguard render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Manifest files or folders (searched for *.yaml, *.yml, *.json); `-` reads standard input.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -68,9 +76,24 @@ pub struct InputArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// Manifest files or folders (searched for *.yaml, *.yml, *.json); `-` reads standard input.
+    /// Optional with --cluster: without any, what the cluster holds is audited.
+    #[arg(required_unless_present = "cluster", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
     /// Output format of the findings.
     #[arg(long, short = 'o', env = "ROUTEGUARD_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Judge the files against a live cluster: its current state, read once through KUBECONFIG
+    /// (or in-cluster), with the files applied on top.
+    #[arg(long, env = "ROUTEGUARD_CHECK_CLUSTER", default_value_t = false)]
+    pub cluster: bool,
+    /// With --cluster: the kubeconfig context to read; empty: the current context.
+    #[arg(long, env = "ROUTEGUARD_CONTEXT", default_value = "")]
+    pub context: String,
+    /// Judge the objects routeguard's generator would make (DestinationRule subsets, per-version
+    /// Services); set false for a cluster that runs routeguard with `--generate=false`.
+    #[arg(long, env = "ROUTEGUARD_GENERATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub generate: bool,
 }
 
 /// How `check` prints findings.

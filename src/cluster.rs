@@ -23,6 +23,7 @@
 //!   backoff of failed writes and at most one Warning Event per window.
 //! - [`audit`] (its [`reports`](audit::reports) pure): the leader's background
 //!   audit of every routing object, its PolicyReports, metric and Warning Events.
+//! - [`inventory`]: the cluster listed once into a snapshot, for `check --cluster`.
 //! - [`lease`]: leader election with a `coordination.k8s.io/v1` Lease.
 //! - [`ca`] (pure) and [`selftls`]: the self-managed CA and serving
 //!   certificate in a Secret, and the CA bundle of the webhook configurations.
@@ -82,6 +83,7 @@ pub mod audit;
 pub mod ca;
 pub mod controller;
 pub mod index;
+pub(crate) mod inventory;
 pub(crate) mod kinds;
 pub mod lease;
 pub mod live;

@@ -68,6 +68,14 @@ pub struct Desired {
 
 /// Defaults and mutates loaded manifests, generates what routeguard would, and indexes it all.
 pub fn desired(engine: &Engine, loaded: Vec<Loaded>) -> Desired {
+    desired_on(engine, Snapshot::for_policy(engine.policy()), loaded, true)
+}
+
+/// [`desired`] on top of what is already there (`base`: a cluster's current
+/// state for `check --cluster`): the loaded objects replace the base's of the
+/// same key, and, when `generate`, routeguard's generated objects are made
+/// from the whole.
+pub fn desired_on(engine: &Engine, base: Snapshot, loaded: Vec<Loaded>, generate: bool) -> Desired {
     let count = loaded.len();
     let mut sources: BTreeMap<ObjectKey, Source> = BTreeMap::new();
     let mut objects = Vec::with_capacity(count);
@@ -99,11 +107,11 @@ pub fn desired(engine: &Engine, loaded: Vec<Loaded>) -> Desired {
         sources.insert(object.key.clone(), source);
         objects.push(object);
     }
-    let mut snapshot = Snapshot::for_policy(engine.policy());
+    let mut snapshot = base;
     for object in &objects {
         snapshot.upsert_from(object);
     }
-    let generated = engine.generate(&snapshot);
+    let generated = if generate { engine.generate(&snapshot) } else { Vec::new() };
     for object in &generated {
         snapshot.upsert_from(object);
     }

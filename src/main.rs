@@ -3,16 +3,39 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use routeguard::check;
 use routeguard::cli::{CertsCommand, Cli, Command, OutputFormat};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Check(args) => {
             let input = &args.input;
-            match check::run(input.policy.as_deref(), &input.paths, &input.namespace) {
+            let result = if args.cluster {
+                // `--namespace` limits the findings only when the user gave it:
+                // by default `check --cluster` judges the whole cluster.
+                let given = matches.subcommand_matches("check").and_then(|m| m.value_source("namespace"));
+                let scope = matches!(given, Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+                check::cluster::run(&check::cluster::ClusterCheck {
+                    policy: input.policy.as_deref(),
+                    paths: &args.paths,
+                    namespace: &input.namespace,
+                    scope: scope.then_some(input.namespace.as_str()),
+                    context: &args.context,
+                    generate: args.generate,
+                })
+                .map_err(|e| e.to_string())
+            } else {
+                check::run_with(input.policy.as_deref(), &args.paths, &input.namespace, args.generate)
+                    .map_err(|e| e.to_string())
+            };
+            match result {
                 Ok(report) => {
                     let text = match args.output {
                         OutputFormat::Text => report.to_text(),
@@ -25,7 +48,7 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(&e),
             }
         }
-        Command::Render(input) => match check::run(input.policy.as_deref(), &input.paths, &input.namespace) {
+        Command::Render(args) => match check::run(args.input.policy.as_deref(), &args.paths, &args.input.namespace) {
             Ok(report) => {
                 print_out(&report.to_yaml());
                 ExitCode::SUCCESS

@@ -216,7 +216,8 @@ fn json_output_has_exactly_the_documented_keys() {
     assert_eq!(findings.len(), 1, "{findings:?}");
     let f = findings[0].as_object().expect("a finding is an object");
     let keys: Vec<&str> = f.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["code", "severity", "kind", "namespace", "name", "path", "message", "file", "line"]);
+    assert_eq!(keys, ["code", "severity", "kind", "namespace", "name", "path", "message", "file", "line", "origin"]);
+    assert_eq!(f["origin"], "file");
     assert_eq!(f["code"], "RG103");
     assert_eq!(f["severity"], "error");
     assert_eq!(f["kind"], "VirtualService");

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! model -> manifest, policy -> files -> admission, cluster -> server -> check, serve, cli -> main
+//! (`check` reads the cluster for `check --cluster`, through `cluster`)
 //! ```
 //!
 //! `supervisor` (named background tasks) and `pki` (the certificates
@@ -27,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("pki", &[]),
     ("cluster", &["model", "policy", "admission", "supervisor", "pki"]),
     ("server", &["model", "policy", "admission", "cluster", "supervisor", "pki"]),
-    ("check", &["model", "manifest", "policy", "files"]),
+    ("check", &["model", "manifest", "policy", "files", "cluster"]),
     ("cli", &[]),
     ("serve", &["model", "manifest", "policy", "files", "admission", "cluster", "server", "supervisor", "pki", "cli"]),
     // The crate root only declares the modules.

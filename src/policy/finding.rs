@@ -157,6 +157,11 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The key of the object the finding is about.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey { kind: self.kind, namespace: self.namespace.clone(), name: self.name.clone() }
+    }
+
     /// A finding with the code's default severity.
     pub fn new(code: Code, key: &ObjectKey, path: FieldPath, message: impl Into<String>) -> Finding {
         Finding {

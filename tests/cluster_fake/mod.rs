@@ -493,8 +493,13 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
         }
         (Method::GET, true) => {
             let only = name_selector(&query);
+            // Pages as a real API server cuts them: `limit` items, then a
+            // `continue` token (here: how many items came before).
+            let param = |name: &str| query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='));
+            let limit = param("limit").and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0);
+            let skip = param("continue").and_then(|v| percent_decode(v).parse::<usize>().ok()).unwrap_or(0);
             let state = lock(&fake.state);
-            let items: Vec<Value> = state
+            let all: Vec<Value> = state
                 .objects
                 .iter()
                 .filter(|((p, pl, ns, n), _)| {
@@ -513,9 +518,13 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
                     v
                 })
                 .collect();
-            ok(
-                json!({"kind": "List", "apiVersion": api_version, "metadata": {"resourceVersion": state.rv.to_string()}, "items": items}),
-            )
+            let total = all.len();
+            let items: Vec<Value> = all.into_iter().skip(skip).take(limit.unwrap_or(usize::MAX)).collect();
+            let mut metadata = json!({"resourceVersion": state.rv.to_string()});
+            if skip + items.len() < total {
+                metadata["continue"] = json!((skip + items.len()).to_string());
+            }
+            ok(json!({"kind": "List", "apiVersion": api_version, "metadata": metadata, "items": items}))
         }
         (Method::GET, false) => match lock(&fake.state).objects.get(&address).cloned() {
             Some(object) => ok(object),
