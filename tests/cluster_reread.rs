@@ -55,6 +55,13 @@ async fn recheck(live: &Live, object: &Object) -> (Vec<Finding>, Vec<Finding>) {
     (findings, again.verdict.findings)
 }
 
+/// The requests of re-reads: by name, or of one namespace. The watchers' own
+/// lists and watches are cluster-wide here, and may come at any time (a
+/// watcher relists after an error; under a loaded machine one did, once).
+fn reread_requests(fake: &Fake) -> Vec<cluster_fake::Recorded> {
+    fake.requests().into_iter().filter(|r| r.path.contains("/namespaces/")).collect()
+}
+
 fn refused(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.is_error() && f.code == Code::RG103)
 }
@@ -73,7 +80,7 @@ async fn a_rule_the_watch_has_not_delivered_turns_the_refusal_around() {
     let (first, again) = recheck(&live, &route("v2")).await;
     assert!(refused(&first), "the index alone refuses: {first:?}");
     assert!(!again.iter().any(Finding::is_error), "{again:?}");
-    let mut reads: Vec<String> = fake.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let mut reads: Vec<String> = reread_requests(&fake).iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     reads.sort();
     assert_eq!(
         reads,
@@ -89,12 +96,12 @@ async fn a_rule_the_watch_has_not_delivered_turns_the_refusal_around() {
     fake.clear_requests();
     let (_, again) = recheck(&live, &route("v3")).await;
     assert!(refused(&again));
-    assert_eq!(fake.requests().len(), 4, "re-read again for another object");
+    assert_eq!(reread_requests(&fake).len(), 4, "re-read again for another object");
     // The same object again within a second: the refusal stands without a re-read.
     fake.clear_requests();
     let (_, again) = recheck(&live, &route("v3")).await;
     assert!(refused(&again));
-    assert!(fake.requests().is_empty(), "rate-limited: {:?}", fake.requests());
+    assert!(reread_requests(&fake).is_empty(), "rate-limited: {:?}", fake.requests());
 }
 
 #[tokio::test]
@@ -177,7 +184,7 @@ async fn an_admission_review_denied_by_the_index_is_allowed_after_the_reread() {
     fake.clear_requests();
     let first = admission.decide(Endpoint::Mutate, &body).expect("decided");
     let _ = admission.second_look(first).await;
-    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+    assert!(reread_requests(&fake).is_empty(), "{:?}", fake.requests());
 
     let body = review_body(&route("v9"));
     let first = admission.decide(Endpoint::Validate, &body).expect("decided");

@@ -164,13 +164,16 @@ impl HttpMatch {
             Some(StringMatch { exact: None, prefix: Some(prefix), regex: None }) => prefix == "/",
             Some(_) => false,
         };
+        if !uri_all {
+            return false;
+        }
         let only_uri = HttpMatch {
             uri: self.uri.clone(),
             name: self.name.clone(),
             ignore_uri_case: self.ignore_uri_case,
             ..HttpMatch::default()
         };
-        uri_all && self.same_conditions(&only_uri)
+        self.same_conditions(&only_uri)
     }
 
     /// True when both select exactly the same requests as written (the

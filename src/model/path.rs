@@ -6,38 +6,57 @@ use std::fmt;
 ///
 /// Keys that are not plain identifiers (label keys such as
 /// `app.kubernetes.io/name`) are written in brackets: `metadata.labels["app.kubernetes.io/name"]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FieldPath(String);
+///
+/// The text lives inline up to [`INLINE`] bytes (`spec.http[3].route[1].destination.subset`
+/// fits): a rule builds a path for every entry it walks, and a heap allocation
+/// per segment was most of what a check cost once the index was large.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldPath(Text);
+
+impl Default for FieldPath {
+    fn default() -> FieldPath {
+        FieldPath::root()
+    }
+}
+
+/// Bytes of a path kept inline before it moves to the heap.
+pub const INLINE: usize = 56;
+
+type Text = smallstr::SmallString<[u8; INLINE]>;
 
 impl FieldPath {
     /// The empty path (the object itself).
     pub fn root() -> FieldPath {
-        FieldPath(String::new())
+        FieldPath(Text::new())
     }
 
     /// Parses a path written with dots only (`spec.http`).
     pub fn new(dotted: &str) -> FieldPath {
-        FieldPath(dotted.to_string())
+        FieldPath(Text::from_str(dotted))
     }
 
     /// This path followed by a map key.
     pub fn key(&self, key: &str) -> FieldPath {
-        let mut s = String::with_capacity(self.0.len() + key.len() + 5);
-        s.push_str(&self.0);
+        let mut s = self.extended();
         push_key(&mut s, key);
         FieldPath(s)
     }
 
     /// This path followed by a list index.
     pub fn index(&self, index: usize) -> FieldPath {
-        use std::fmt::Write as _;
-        let mut s = String::with_capacity(self.0.len() + 6);
-        s.push_str(&self.0);
+        let mut s = self.extended();
         s.push('[');
-        // Writing a number into a String cannot fail.
-        let _ = write!(s, "{index}");
+        s.push_str(itoa::Buffer::new().format(index));
         s.push(']');
         FieldPath(s)
+    }
+
+    /// A copy of the text to extend. `Clone` would copy it byte by byte; a
+    /// slice copy is one `memcpy`, and this is on every rule's hot path.
+    fn extended(&self) -> Text {
+        let mut s = Text::new();
+        s.push_str(&self.0);
+        s
     }
 
     pub fn as_str(&self) -> &str {
@@ -60,24 +79,25 @@ impl FieldPath {
         } else {
             s.rfind(['.', ']']).map_or(0, |i| if s.as_bytes()[i] == b']' { i + 1 } else { i })
         };
-        Some(FieldPath(s[..cut].to_string()))
+        Some(FieldPath(Text::from_str(&s[..cut])))
     }
 }
 
-/// Appends a map key to a path string.
-pub fn push_key(path: &mut String, key: &str) {
+/// Appends a map key to a path text (a `String`, or a [`FieldPath`]'s inline text).
+pub fn push_key<T: fmt::Write + std::ops::Deref<Target = str>>(path: &mut T, key: &str) {
+    // Writing into a string cannot fail.
     let plain = !key.is_empty()
         && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'$')
         && !key.as_bytes()[0].is_ascii_digit();
     if plain {
         if !path.is_empty() {
-            path.push('.');
+            let _ = path.write_char('.');
         }
-        path.push_str(key);
+        let _ = path.write_str(key);
     } else {
-        path.push_str("[\"");
-        path.push_str(&key.replace('\\', "\\\\").replace('"', "\\\""));
-        path.push_str("\"]");
+        let _ = path.write_str("[\"");
+        let _ = path.write_str(&key.replace('\\', "\\\\").replace('"', "\\\""));
+        let _ = path.write_str("\"]");
     }
 }
 
@@ -115,6 +135,6 @@ mod tests {
     fn quotes_keys_that_are_not_identifiers() {
         let p = FieldPath::new("metadata").key("labels").key("app.kubernetes.io/name");
         assert_eq!(p.as_str(), "metadata.labels[\"app.kubernetes.io/name\"]");
-        assert_eq!(p.parent().map(|p| p.0), Some("metadata.labels".to_string()));
+        assert_eq!(p.parent().map(|p| p.to_string()), Some("metadata.labels".to_string()));
     }
 }

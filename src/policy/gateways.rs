@@ -85,15 +85,19 @@ fn other_gateway(ctx: Context<'_>, missing: &ObjectKey, binds: &str) -> String {
 pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualServiceSpec) -> Vec<Finding> {
     let mut out = Vec::new();
     let root = FieldPath::new("spec");
-    let mut lists: Vec<(FieldPath, &[String])> = vec![(root.key("gateways"), spec.gateways.as_slice())];
+    // Most matches name no gateways: their paths are not built.
+    let mut lists: Vec<(FieldPath, &[String])> = Vec::new();
+    if !spec.gateways.is_empty() {
+        lists.push((root.key("gateways"), spec.gateways.as_slice()));
+    }
     for (i, route) in spec.http.iter().enumerate() {
-        for (j, m) in route.matches.iter().enumerate() {
+        for (j, m) in route.matches.iter().enumerate().filter(|(_, m)| !m.gateways.is_empty()) {
             lists.push((root.key("http").index(i).key("match").index(j).key("gateways"), m.gateways.as_slice()));
         }
     }
     for (field, routes) in [("tls", &spec.tls), ("tcp", &spec.tcp)] {
         for (i, route) in routes.iter().enumerate() {
-            for (j, m) in route.matches.iter().enumerate() {
+            for (j, m) in route.matches.iter().enumerate().filter(|(_, m)| !m.gateways.is_empty()) {
                 lists.push((root.key(field).index(i).key("match").index(j).key("gateways"), m.gateways.as_slice()));
             }
         }

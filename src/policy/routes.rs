@@ -7,6 +7,7 @@ mod matches;
 mod unreachable;
 pub(super) mod weights;
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::model::istio::{Destination, HttpRoute, RouteDestination, VirtualServiceSpec};
@@ -25,19 +26,27 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
     let domain = ctx.snapshot.domain();
     // Resolving DestinationRules is the costly lookup, and a traffic split names the same host
     // several times: resolve each host that is used with a subset once, up front.
-    let mut subset_hosts: Vec<String> = Vec::new();
+    // Each host as written is qualified once, too (a String each time was a
+    // good part of a check's allocations).
+    let mut qualified: Vec<(&str, String)> = Vec::new();
     for dest in spec.uses().map(|u| u.destination) {
-        if !dest.host.is_empty() && dest.subset.as_deref().is_some_and(|s| !s.is_empty()) {
-            let host = hosts::qualify(&dest.host, &key.namespace, domain);
-            if !subset_hosts.contains(&host) {
-                subset_hosts.push(host);
-            }
+        if !dest.host.is_empty() && !qualified.iter().any(|(written, _)| *written == dest.host) {
+            qualified.push((&dest.host, hosts::qualify(&dest.host, &key.namespace, domain)));
+        }
+    }
+    let mut subset_hosts: Vec<&str> = Vec::new();
+    for dest in spec.uses().map(|u| u.destination) {
+        if dest.subset.as_deref().is_some_and(|s| !s.is_empty())
+            && let Some((_, host)) = qualified.iter().find(|(written, _)| *written == dest.host)
+            && !subset_hosts.contains(&host.as_str())
+        {
+            subset_hosts.push(host);
         }
     }
     // Each host is resolved for every set of client namespaces the route reaches.
     let resolved: Vec<Resolved<'_>> = subset_hosts
         .iter()
-        .map(|host| {
+        .map(|&host| {
             let clients = visibility::clients(ctx.snapshot, &key.namespace, spec, host);
             let mut lookups: Vec<(Clients<'_>, Option<Resolution<'_>>)> = Vec::with_capacity(clients.len());
             for c in clients {
@@ -52,11 +61,11 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
                 }
                 lookups.push((c, visibility::resolve(ctx.snapshot, c, host)));
             }
-            (host.as_str(), lookups)
+            (host, lookups)
         })
         .collect();
 
-    let mut check = Check { ctx, key, domain, resolved: &resolved, out: Vec::new() };
+    let mut check = Check { ctx, key, domain, qualified: &qualified, resolved: &resolved, out: Vec::new() };
     let mut matches = Matches::new();
     let http = FieldPath::new("spec").key("http");
     for (i, route) in spec.http.iter().enumerate() {
@@ -93,6 +102,8 @@ struct Check<'a> {
     ctx: Context<'a>,
     key: &'a ObjectKey,
     domain: &'a str,
+    /// Each destination host as written, and qualified.
+    qualified: &'a [(&'a str, String)],
     /// The DestinationRules of each host used with a subset, resolved once.
     resolved: &'a [Resolved<'a>],
     out: Vec<Finding>,
@@ -204,21 +215,26 @@ impl Check<'_> {
     /// RG103 and RG104 for one route or mirror destination with a host, at `at` (`...route[0].destination`).
     fn destination(&mut self, at: &FieldPath, dest: &Destination) {
         let namespace = self.key.namespace.as_str();
-        let host = hosts::qualify(&dest.host, namespace, self.domain);
+        let qualified = self.qualified;
+        let host: Cow<'_, str> = match qualified.iter().find(|(written, _)| *written == dest.host) {
+            Some((_, host)) => Cow::Borrowed(host),
+            None => Cow::Owned(hosts::qualify(&dest.host, namespace, self.domain)),
+        };
+        let host: &str = &host;
         // Wildcards are patterns, not hosts a Service or ServiceEntry could be looked up by.
         if self.ctx.policy.missing_host != Action::Off
-            && hosts::is_cluster_local(&host, self.domain)
+            && hosts::is_cluster_local(host, self.domain)
             && !host.contains('*')
-            && !self.ctx.snapshot.host_visible(&host, namespace)
+            && !self.ctx.snapshot.host_visible(host, namespace)
         {
-            self.push(Code::RG104, at.key("host"), missing_host(self.ctx, &host, namespace));
+            self.push(Code::RG104, at.key("host"), missing_host(self.ctx, host, namespace));
         }
-        if let Some(service) = self.ctx.snapshot.service(&host) {
+        if let Some(service) = self.ctx.snapshot.service(host) {
             let port = dest.port.as_ref().and_then(|p| p.number);
             ports::check_destination(&mut self.out, self.key, at, service, port);
         }
         if let Some(subset) = dest.subset.as_deref().filter(|s| !s.is_empty()) {
-            self.subset(at, &host, subset);
+            self.subset(at, host, subset);
         }
     }
 
