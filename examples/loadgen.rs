@@ -8,6 +8,8 @@
 //! 1. starts a bare axum + rustls server (same TLS setup, answers a constant
 //!    allowed AdmissionReview) in a child process and loads it flat out over N
 //!    keep-alive HTTPS connections;
+//!    Then the same with a second bare server that parses each review and
+//!    echoes its uid, the least any correct webhook does;
 //! 2. starts routeguard (`serve`, with a generated snapshot of `--objects`
 //!    objects) in a child process and loads it the same way, with a realistic
 //!    mix: VirtualService CREATE (/validate), Deployment CREATE (/mutate),
@@ -88,6 +90,12 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     let bare_run = closed_loop(bare_addr, &tls, &mix, &options).await?;
     print_run("bare axum+rustls, closed loop", &bare_run);
     drop(bare);
+    let echo_addr = free_addr()?;
+    let echo = spawn(&["echo", &echo_addr.to_string(), path(&cert), path(&key)], &dir.join("echo.log"))?;
+    wait_for_tls(echo_addr, &tls).await?;
+    let echo_run = closed_loop(echo_addr, &tls, &mix, &options).await?;
+    print_run("bare axum+rustls parsing the review, echoing the uid, closed loop", &echo_run);
+    drop(echo);
 
     let addr = free_addr()?;
     let admin = free_addr()?;
@@ -107,6 +115,7 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     let our_run = closed_loop(addr, &tls, &mix, &options).await?;
     print_run("routeguard, closed loop (mix)", &our_run);
     println!("throughput ratio routeguard / bare: {:.2}", our_run.rps() / bare_run.rps());
+    println!("throughput ratio routeguard / parsing bare: {:.2}", our_run.rps() / echo_run.rps());
     let before = histogram(admin).await;
     let paced = open_loop(addr, &tls, &mix, &options).await?;
     print_run(&format!("routeguard, open loop at {} req/s", options.rate), &paced);
@@ -178,9 +187,10 @@ fn memory(pid: u32) -> (u64, u64) {
 /// The servers, in the child processes.
 fn child(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
-        Some("bare") => {
+        Some(which @ ("bare" | "echo")) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(bare_server(args[1].parse()?, PathBuf::from(&args[2]), PathBuf::from(&args[3])))
+            let (addr, cert, key) = (args[1].parse()?, PathBuf::from(&args[2]), PathBuf::from(&args[3]));
+            runtime.block_on(bare_server(addr, cert, key, which == "echo"))
         }
         Some("routeguard") => {
             use clap::Parser as _;
@@ -209,18 +219,39 @@ fn child(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// axum + axum-server + rustls (ring), answering a constant allowed review.
-async fn bare_server(addr: SocketAddr, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
+/// axum + axum-server + rustls (ring), answering a constant allowed review;
+/// `echo`: parsing each review (the whole body, as a JSON parser must) and
+/// answering with its uid.
+async fn bare_server(addr: SocketAddr, cert: PathBuf, key: PathBuf, echo: bool) -> anyhow::Result<()> {
+    use axum::http::{HeaderName, StatusCode, header::CONTENT_TYPE};
     use axum::routing::post;
     routeguard::server::tls::install_default_provider();
     let files = routeguard::server::tls::KeyPairFiles { cert, key };
     let loaded = routeguard::server::tls::load_files(&files)?;
     let resolver = Arc::new(routeguard::server::tls::Reloadable::new(loaded.key));
     let config = routeguard::server::tls::server_config(resolver, None)?;
-    async fn answer(_body: Bytes) -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-        ([(axum::http::header::CONTENT_TYPE, "application/json")], BARE_RESPONSE)
+    async fn answer(_body: Bytes) -> ([(HeaderName, &'static str); 1], &'static str) {
+        ([(CONTENT_TYPE, "application/json")], BARE_RESPONSE)
     }
-    let app = axum::Router::new().route("/validate", post(answer)).route("/mutate", post(answer));
+    #[derive(serde::Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Request<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        uid: &'a str,
+    }
+    async fn echo_uid(body: Bytes) -> Result<([(HeaderName, &'static str); 1], String), StatusCode> {
+        let review: Review<'_> = serde_json::from_slice(&body).map_err(|_| StatusCode::BAD_REQUEST)?;
+        let text = BARE_RESPONSE.replace("00000000-0000-0000-0000-000000000000", review.request.uid);
+        Ok(([(CONTENT_TYPE, "application/json")], text))
+    }
+    let app = if echo {
+        axum::Router::new().route("/validate", post(echo_uid)).route("/mutate", post(echo_uid))
+    } else {
+        axum::Router::new().route("/validate", post(answer)).route("/mutate", post(answer))
+    };
     let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
     axum_server::bind_rustls(addr, config).serve(app.into_make_service()).await?;
     Ok(())

@@ -10,6 +10,8 @@ pub(super) mod weights;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use smallvec::SmallVec;
+
 use crate::model::istio::{Destination, HttpRoute, RouteDestination, VirtualServiceSpec};
 use crate::model::{FieldPath, ObjectKey};
 
@@ -28,13 +30,13 @@ pub fn check_virtual_service(ctx: Context<'_>, key: &ObjectKey, spec: &VirtualSe
     // several times: resolve each host that is used with a subset once, up front.
     // Each host as written is qualified once, too (a String each time was a
     // good part of a check's allocations).
-    let mut qualified: Vec<(&str, String)> = Vec::new();
+    let mut qualified: SmallVec<[(&str, String); 4]> = SmallVec::new();
     for dest in spec.uses().map(|u| u.destination) {
         if !dest.host.is_empty() && !qualified.iter().any(|(written, _)| *written == dest.host) {
             qualified.push((&dest.host, hosts::qualify(&dest.host, &key.namespace, domain)));
         }
     }
-    let mut subset_hosts: Vec<&str> = Vec::new();
+    let mut subset_hosts: SmallVec<[&str; 4]> = SmallVec::new();
     for dest in spec.uses().map(|u| u.destination) {
         if dest.subset.as_deref().is_some_and(|s| !s.is_empty())
             && let Some((_, host)) = qualified.iter().find(|(written, _)| *written == dest.host)
@@ -253,10 +255,11 @@ impl Check<'_> {
             }
         };
         let defines = |r: &Option<Resolution<'_>>| r.as_ref().is_some_and(|r| r.subset(subset).is_some());
-        let (ok, missing): (Vec<_>, Vec<_>) = lookups.iter().partition(|(_, r)| defines(r));
-        if missing.is_empty() {
+        // The common case, defined for every client, allocates nothing.
+        if lookups.iter().all(|(_, r)| defines(r)) {
             return;
         }
+        let (ok, missing): (Vec<_>, Vec<_>) = lookups.iter().partition(|(_, r)| defines(r));
         let path = at.key("subset");
         if !ok.is_empty() {
             let message = partly_defined(host, subset, &ok, &missing);

@@ -10,8 +10,9 @@
 //! works for clients in that namespace and is a 503 elsewhere. Routes bound
 //! only to gateways are judged from their own namespace.
 
-use std::collections::BTreeSet;
 use std::fmt;
+
+use smallvec::SmallVec;
 
 use crate::model::istio::VirtualServiceSpec;
 
@@ -60,19 +61,15 @@ pub fn binds_mesh(vs: &VirtualServiceSpec) -> bool {
 
 /// The client namespaces a VirtualService of namespace `own` reaches, split
 /// as finely as their resolution of `host` can differ, its own namespace first.
-pub fn clients<'a>(
-    snapshot: &'a Snapshot,
-    own: &'a str,
-    vs: &'a VirtualServiceSpec,
-    host: &'a str,
-) -> Vec<Clients<'a>> {
-    let own_only = vec![Clients::Namespace(own)];
+pub fn clients<'a>(snapshot: &'a Snapshot, own: &'a str, vs: &'a VirtualServiceSpec, host: &'a str) -> ClientSets<'a> {
+    // Inline: this runs for every host of every check, and there are seldom more than three sets.
+    let own_only = || ClientSets::from_iter([Clients::Namespace(own)]);
     if !binds_mesh(vs) {
-        return own_only;
+        return own_only();
     }
     let everywhere = vs.export_to.is_empty() || vs.export_to.iter().any(|e| e == "*");
     if !everywhere {
-        let mut out: Vec<Clients<'a>> = Vec::new();
+        let mut out = ClientSets::new();
         for export in &vs.export_to {
             let ns = match export.as_str() {
                 "." => own,
@@ -84,27 +81,39 @@ pub fn clients<'a>(
             }
         }
         // Exported nowhere, it applies to no one: judge it from its own namespace all the same.
-        return if out.is_empty() { own_only } else { out };
+        return if out.is_empty() { own_only() } else { out };
     }
     // Namespaces whose lookups can differ from a namespace that nothing
     // names: those holding a DestinationRule for the host (a rule is always
     // visible in its own namespace) and those such a rule is exported to by
     // name. Any other namespace, the host's and the root one included, looks
     // in the same places and sees the same rules as "every other namespace".
-    let mut named: BTreeSet<&'a str> = BTreeSet::new();
+    let mut named: SmallVec<[&'a str; 4]> = SmallVec::new();
     for rule in snapshot.rules_covering(host) {
-        named.insert(rule.namespace());
+        named.push(rule.namespace());
         named.extend(rule.exports().iter().map(String::as_str).filter(|e| !matches!(*e, "." | "*" | "~")));
     }
+    named.sort_unstable();
+    named.dedup();
     // The route's own namespace, when nothing names it, is one of the others.
-    let own_is_other = !named.remove(own);
-    let mut out = vec![if own_is_other { Clients::OwnAndOthers(own) } else { Clients::Namespace(own) }];
+    let own_is_other = match named.iter().position(|n| *n == own) {
+        Some(at) => {
+            named.remove(at);
+            false
+        }
+        None => true,
+    };
+    let mut out = ClientSets::new();
+    out.push(if own_is_other { Clients::OwnAndOthers(own) } else { Clients::Namespace(own) });
     out.extend(named.into_iter().map(Clients::Namespace));
     if !own_is_other {
         out.push(Clients::Others);
     }
     out
 }
+
+/// The sets of client namespaces a route reaches, the route's own first.
+pub type ClientSets<'a> = SmallVec<[Clients<'a>; 3]>;
 
 /// True when a client in a namespace with no rules of its own sees exactly
 /// `resolution`: it comes from the host's namespace (where such a client
