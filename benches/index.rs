@@ -9,16 +9,24 @@
 //! same at both sizes, and no reader ever waiting for it. And the
 //! controller's plan after one relevant change, scoped to the Services it
 //! touches against a full pass (goal: under 5 ms at 10,000 objects).
+//!
+//! Before those, at both sizes, it prints what the index costs in resident
+//! memory, and the latency of admission checks (a VirtualService judged
+//! against the published snapshot) on a quiet index and while another thread
+//! applies and publishes 100 watch events a second: the scale test of issue
+//! 13 that needs no cluster.
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use routeguard::admission::{SharedSnapshot, SnapshotSource as _};
 use routeguard::cluster::index::{Effect, Op, Publisher, apply};
 use routeguard::cluster::reconcile::{Action, Inputs, affected_services, plan};
 use routeguard::model::Object;
-use routeguard::policy::{Engine, Policy, Snapshot};
+use routeguard::policy::{Change, Engine, Policy, Snapshot};
 use serde_json::{Value, json};
 
 const NAMESPACES: usize = 50;
@@ -162,7 +170,112 @@ fn bench_events(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_events, bench_reconcile);
+criterion_group!(benches, bench_admission_under_churn, bench_events, bench_reconcile);
+
+/// VmRSS of this process, in KiB (0 where /proc is not there).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Admission checks of `object` against what `live` publishes at the time of
+/// each, back to back for `time` and at least `count` of them: (p50, p99, max).
+fn admission_latencies(
+    engine: &Engine,
+    live: &SharedSnapshot,
+    object: &Object,
+    count: usize,
+    time: Duration,
+) -> [Duration; 3] {
+    let mut took: Vec<Duration> = Vec::with_capacity(count);
+    let started = Instant::now();
+    while took.len() < count || started.elapsed() < time {
+        let start = Instant::now();
+        let snapshot = live.current();
+        black_box(engine.validate(&snapshot, &Change::create(black_box(object))));
+        took.push(start.elapsed());
+    }
+    took.sort_unstable();
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+    [at(0.50), at(0.99), took[took.len() - 1]]
+}
+
+fn show(d: Duration) -> String {
+    format!("{:.1} us", d.as_secs_f64() * 1e6)
+}
+
+/// Memory per object and admission latency, quiet and under churn (printed,
+/// not a criterion measurement: the tail is what matters here). Under `cargo
+/// test` (no `--bench`) it runs a few checks only, to stay quick.
+fn bench_admission_under_churn(_: &mut Criterion) {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    // Long enough for the churn to publish 50 times.
+    let (checks, time) = if measuring { (20_000, Duration::from_secs(5)) } else { (20, Duration::ZERO) };
+    let engine = Engine::new(Policy::default());
+    for size in [10_000, 50_000] {
+        let before = rss_kib();
+        let live = Arc::new(SharedSnapshot::new(index(size)));
+        let grown = rss_kib().saturating_sub(before);
+        println!(
+            "index/memory-{size}: resident memory grew {:.1} MiB building the index ({} bytes an object)",
+            grown as f64 / 1024.0,
+            grown * 1024 / size as u64
+        );
+        // A new route for an existing app: what a canary rollout applies.
+        let mut route = virtual_service(3, 1).raw;
+        route["metadata"]["name"] = json!("app-3-canary");
+        route["spec"]["hosts"] = json!(["app-3.example.com"]);
+        let route = object(route);
+        let quiet = admission_latencies(&engine, &live, &route, checks, time);
+
+        // 100 events a second, published as the index writer does (every 100 ms):
+        // Deployment status churn and real changes, half and half.
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn = {
+            let (live, stop) = (live.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut publisher = Publisher::new(live.clone());
+                let (mut rv, mut app, mut events) = (2usize, 0usize, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..10 {
+                        rv += 1;
+                        app = (app + 7919) % (size / 4);
+                        let op = if i % 2 == 0 {
+                            Op::Upsert(deployment(app, rv))
+                        } else {
+                            let key = deployment(app, 0).key;
+                            let mut stored = live.current().get(&key).expect("stored").object();
+                            stored.raw["metadata"]["resourceVersion"] = json!(rv.to_string());
+                            Op::Upsert(stored)
+                        };
+                        publisher.push(op);
+                        events += 1;
+                    }
+                    publisher.publish();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                events
+            })
+        };
+        let started = Instant::now();
+        let churned = admission_latencies(&engine, &live, &route, checks, time);
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let events = churn.join().expect("churn thread");
+        println!(
+            "index/admission-{size}: quiet p50 {} p99 {} max {}; while {events} events were applied and published \
+             in {:.1} s: p50 {} p99 {} max {}",
+            show(quiet[0]),
+            show(quiet[1]),
+            show(quiet[2]),
+            elapsed.as_secs_f64(),
+            show(churned[0]),
+            show(churned[1]),
+            show(churned[2]),
+        );
+    }
+}
 criterion_main!(benches);
 
 /// A generated per-version Service and the DestinationRule for each app, as
