@@ -7,7 +7,8 @@
 //! would hold them). The codes admission answers with (errors and warnings)
 //! must be the codes `check` reports for that object.
 
-use std::path::{Path, PathBuf};
+mod example_folders;
+
 use std::sync::Arc;
 
 use routeguard::admission::{Admission, Endpoint, SharedSnapshot};
@@ -16,25 +17,6 @@ use routeguard::manifest;
 use routeguard::model::{Kind, Object};
 use routeguard::policy::{Engine, Policy, Snapshot};
 use serde_json::{Value, json};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// Every variant folder under `examples/` (the cluster state included), sorted.
-fn folders() -> Vec<PathBuf> {
-    let mut out = vec![Path::new(ROOT).join("examples/cluster")];
-    for scenario in std::fs::read_dir(Path::new(ROOT).join("examples")).expect("examples") {
-        let scenario = scenario.expect("entry").path();
-        let name = scenario.file_name().unwrap_or_default().to_string_lossy().to_string();
-        if !scenario.is_dir() || matches!(name.as_str(), "admission" | "cluster") {
-            continue;
-        }
-        for variant in std::fs::read_dir(&scenario).expect("scenario") {
-            out.push(variant.expect("entry").path());
-        }
-    }
-    out.sort();
-    out
-}
 
 /// Admission's answer (the AdmissionReview `response`) to `object` sent as a
 /// CREATE the way the API server sends it (its CRD defaults filled in),
@@ -70,7 +52,7 @@ fn sorted(mut codes: Vec<String>) -> Vec<String> {
 fn check_and_admission_agree_on_every_example() {
     let engine = Engine::new(Policy::default());
     let mut compared = 0;
-    for folder in folders() {
+    for folder in example_folders::all() {
         let paths = vec![folder.clone()];
         let report = check::run(None, &paths, "default").expect("check runs");
         let state = routeguard::files::snapshot_from_paths(&engine, &paths, "default").expect("snapshot");

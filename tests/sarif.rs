@@ -3,6 +3,8 @@
 //! `tests/fixtures/README.md` for where it comes from), with one rule per code
 //! and every finding on the file and line `--output json` gives it.
 
+mod example_folders;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -46,18 +48,10 @@ fn assert_valid(log: &Value, what: &str) {
 
 #[test]
 fn broken_examples_are_valid_sarif_on_the_lines_json_gives() {
-    let mut folders = vec!["examples/cluster".to_string()];
-    for scenario in std::fs::read_dir(Path::new(ROOT).join("examples")).expect("examples") {
-        let scenario = scenario.expect("entry").path();
-        let name = scenario.file_name().unwrap_or_default().to_string_lossy().to_string();
-        if !scenario.is_dir() || matches!(name.as_str(), "admission" | "cluster") {
-            continue;
-        }
-        for variant in std::fs::read_dir(&scenario).expect("scenario") {
-            let variant = variant.expect("entry").file_name().to_string_lossy().to_string();
-            folders.push(format!("examples/{name}/{variant}"));
-        }
-    }
+    let folders: Vec<String> = example_folders::all()
+        .iter()
+        .map(|p| p.strip_prefix(ROOT).unwrap_or(p).to_string_lossy().into_owned())
+        .collect();
     assert!(folders.len() >= 20, "{folders:?}");
     let mut results_seen = 0;
     for folder in &folders {
