@@ -130,8 +130,8 @@ pub fn check(engine: &Engine, loaded: Vec<Loaded>) -> Report {
 
 /// [`check`]; the generated objects are made and judged only when `generate`.
 pub fn check_with(engine: &Engine, loaded: Vec<Loaded>, generate: bool) -> Report {
-    let desired = files::desired_on(engine, Snapshot::for_policy(engine.policy()), loaded, generate);
-    let mut raw_findings = desired.findings.clone();
+    let mut desired = files::desired_on(engine, Snapshot::for_policy(engine.policy()), loaded, generate);
+    let mut raw_findings = std::mem::take(&mut desired.findings);
     // A generated object that replaces a loaded one (a DestinationRule whose
     // subsets routeguard manages) is checked in its generated form.
     let generated_keys: BTreeSet<&ObjectKey> = desired.generated.iter().map(|o| &o.key).collect();
@@ -139,7 +139,7 @@ pub fn check_with(engine: &Engine, loaded: Vec<Loaded>, generate: bool) -> Repor
     for object in checked {
         raw_findings.extend(engine.validate(&desired.snapshot, &Change::create(object)));
     }
-    finish(engine, &desired, raw_findings, None, Vec::new())
+    finish(engine, desired, raw_findings, None, Vec::new())
 }
 
 /// `check --cluster`: judges `loaded` applied on top of `cluster` (its
@@ -162,8 +162,8 @@ pub fn check_cluster(
     let read = cluster.len();
     let with_files = !loaded.is_empty();
     let before = engine.audit(&cluster);
-    let desired = files::desired_on(engine, cluster.clone(), loaded, generate && with_files);
-    let mut raw_findings = desired.findings.clone();
+    let mut desired = files::desired_on(engine, cluster.clone(), loaded, generate && with_files);
+    let mut raw_findings = std::mem::take(&mut desired.findings);
     let generated: BTreeSet<&ObjectKey> = desired.generated.iter().map(|o| &o.key).collect();
     let changed: BTreeSet<ObjectKey> =
         desired.objects.iter().map(|o| &o.key).filter(|key| !generated.contains(key)).cloned().collect();
@@ -204,8 +204,9 @@ pub fn check_cluster(
             "{kept} finding(s) the cluster already has are not shown: `routeguard check --cluster` without files lists them"
         ));
     }
-    let mut report = finish(engine, &desired, raw_findings, scope, notices);
-    report.objects = read + desired.loaded;
+    let loaded = desired.loaded;
+    let mut report = finish(engine, desired, raw_findings, scope, notices);
+    report.objects = read + loaded;
     report
 }
 
@@ -213,7 +214,7 @@ pub fn check_cluster(
 /// and lines, and orders them.
 fn finish(
     engine: &Engine,
-    desired: &Desired,
+    desired: Desired,
     mut raw_findings: Vec<Finding>,
     scope: Option<&str>,
     notices: Vec<String>,
@@ -235,12 +236,11 @@ fn finish(
             mode.enforce(vec![finding])
         })
         .collect();
-    let mut notices: Vec<String> = (desired.snapshot.of_kind(Kind::Namespace).into_iter())
+    let notices: Vec<String> = (desired.snapshot.of_kind(Kind::Namespace).into_iter())
         .filter(|ns| scope.is_none_or(|scope| ns.name() == scope))
         .filter_map(|ns| Mode::of(engine.policy(), &desired.snapshot, ns.name()).notice())
         .chain(notices)
         .collect();
-    notices.dedup();
     let generated: BTreeSet<&ObjectKey> = desired.generated.iter().map(|o| &o.key).collect();
     let findings: Vec<Located> = raw_findings
         .into_iter()
@@ -260,13 +260,8 @@ fn finish(
             }
         })
         .collect();
-    let mut report = Report {
-        findings,
-        objects: desired.loaded,
-        mutated: desired.mutated.clone(),
-        generated: desired.generated.clone(),
-        notices,
-    };
+    let mut report =
+        Report { findings, objects: desired.loaded, mutated: desired.mutated, generated: desired.generated, notices };
     report.findings.sort_by(|a, b| {
         (a.file.is_none(), &a.file, a.line, &a.finding.code).cmp(&(b.file.is_none(), &b.file, b.line, &b.finding.code))
     });

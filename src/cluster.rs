@@ -182,9 +182,20 @@ pub async fn within<T>(
 /// A client for the cluster: in-cluster configuration when running in a pod,
 /// else `KUBECONFIG` (or `~/.kube/config`).
 pub async fn connect() -> Result<kube::Client, ClusterError> {
+    client_for(config("").await?)
+}
+
+/// The configuration of `context` in the kubeconfig; with none named, what
+/// `kubectl` would use (`KUBECONFIG`, `~/.kube/config`) or the in-cluster one.
+pub async fn config(context: &str) -> Result<kube::Config, ClusterError> {
     install_ring();
-    let config = kube::Config::infer().await.map_err(|e| ClusterError::Config(e.to_string()))?;
-    client_for(config)
+    let found = if context.is_empty() {
+        kube::Config::infer().await.map_err(|e| e.to_string())
+    } else {
+        let options = kube::config::KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
+        kube::Config::from_kubeconfig(&options).await.map_err(|e| e.to_string())
+    };
+    found.map_err(ClusterError::Config)
 }
 
 /// A client for one configuration (tests point it at a fake API server).

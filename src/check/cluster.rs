@@ -52,7 +52,7 @@ pub fn run(request: &ClusterCheck<'_>) -> Result<Report, ClusterCheckError> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let empty = Snapshot::for_policy(engine.policy());
     let read = runtime.block_on(async {
-        let config = config(request.context).await.map_err(ClusterCheckError::Config)?;
+        let config = cluster::config(request.context).await.map_err(ClusterCheckError::Config)?;
         let url = config.cluster_url.to_string();
         let read = async { inventory::read(&cluster::client_for(config)?, empty, request.scope).await };
         read.await.map_err(|source| ClusterCheckError::Read { url, source })
@@ -60,16 +60,4 @@ pub fn run(request: &ClusterCheck<'_>) -> Result<Report, ClusterCheckError> {
     let mut report = check_cluster(&engine, read.snapshot, loaded, request.scope, request.generate);
     report.notices.splice(0..0, read.notices);
     Ok(report)
-}
-
-/// The configuration of `context` in the kubeconfig; with none named, what
-/// `kubectl` would use (KUBECONFIG, `~/.kube/config`, or in-cluster).
-async fn config(context: &str) -> Result<kube::Config, ClusterError> {
-    let found = if context.is_empty() {
-        kube::Config::infer().await.map_err(|e| e.to_string())
-    } else {
-        let options = kube::config::KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
-        kube::Config::from_kubeconfig(&options).await.map_err(|e| e.to_string())
-    };
-    found.map_err(ClusterError::Config)
 }
