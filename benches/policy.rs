@@ -5,9 +5,7 @@
 //! http entries. The goal: a typical VirtualService in under 20 µs, flat as
 //! the snapshot grows.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use routeguard::model::Object;
@@ -16,33 +14,8 @@ use serde_json::json;
 
 const NAMESPACES: usize = 50;
 
-/// The system allocator, counting allocations: each case prints how many one
-/// check makes, a number that does not depend on how busy the machine is
-/// (allocations are most of what a check costs once the index is large).
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is passed to the system allocator as it is.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
 
 fn object(value: serde_json::Value) -> Object {
     Object::from_value(value, "default").expect("bench object")
@@ -108,9 +81,7 @@ fn bench_virtual_service(c: &mut Criterion) {
             let vs = virtual_service(routes, size);
             // The check must find nothing: a bench of a failing check measures the wrong path.
             assert_eq!(engine.validate(&snap, &Change::create(&vs)), vec![], "size {size} routes {routes}");
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
-            black_box(engine.validate(&snap, &Change::create(&vs)));
-            let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            let (_, allocations) = counting::allocations(|| black_box(engine.validate(&snap, &Change::create(&vs))));
             println!("virtual_service/snapshot-{size}/{routes}: {allocations} allocations per check");
             group.bench_with_input(BenchmarkId::new(format!("snapshot-{size}"), routes), &vs, |b, vs| {
                 b.iter(|| engine.validate(black_box(&snap), black_box(&Change::create(vs))))

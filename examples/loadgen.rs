@@ -12,7 +12,7 @@
 //!    echoes its uid, the least any correct webhook does;
 //! 2. starts routeguard (`serve`, with a generated snapshot of `--objects`
 //!    objects) in a child process and loads it the same way, with a realistic
-//!    mix: VirtualService CREATE (/validate), Deployment CREATE (/mutate),
+//!    mix: VirtualService UPDATE (/validate, a canary step), Deployment CREATE (/mutate),
 //!    DestinationRule UPDATE (/validate);
 //! 3. loads routeguard at a fixed `--rate` (open loop: latency counts from the
 //!    scheduled send time, so queueing shows);
@@ -23,16 +23,21 @@
 //! build. The load generator runs on the same machine and takes its share of the CPU.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
 use routeguard::server::certs::Authority;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use harness::{
+    admission_review, client_config, connect, cpu_time, deployment, destination_rule, free_addr, memory, metric,
+    metrics_text, path, send, spawn, virtual_service, wait_for_ready, wait_for_tls, write_objects,
+};
 
 const BARE_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true,"status":{"status":"Success"}}}"#;
 
@@ -87,13 +92,13 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     let bare = spawn(&["bare", &bare_addr.to_string(), path(&cert), path(&key)], &dir.join("bare.log"))?;
     wait_for_tls(bare_addr, &tls).await?;
     let mix = Mix::new(services);
-    let bare_run = closed_loop(bare_addr, &tls, &mix, &options).await?;
+    let bare_run = closed_loop(bare_addr, bare.0.id(), &tls, &mix, &options).await?;
     print_run("bare axum+rustls, closed loop", &bare_run);
     drop(bare);
     let echo_addr = free_addr()?;
     let echo = spawn(&["echo", &echo_addr.to_string(), path(&cert), path(&key)], &dir.join("echo.log"))?;
     wait_for_tls(echo_addr, &tls).await?;
-    let echo_run = closed_loop(echo_addr, &tls, &mix, &options).await?;
+    let echo_run = closed_loop(echo_addr, echo.0.id(), &tls, &mix, &options).await?;
     print_run("bare axum+rustls parsing the review, echoing the uid, closed loop", &echo_run);
     drop(echo);
 
@@ -112,7 +117,7 @@ async fn drive(options: Options) -> anyhow::Result<()> {
         load_time.as_secs_f64(),
         idle.0 as f64 / 1024.0
     );
-    let our_run = closed_loop(addr, &tls, &mix, &options).await?;
+    let our_run = closed_loop(addr, ours.0.id(), &tls, &mix, &options).await?;
     print_run("routeguard, closed loop (mix)", &our_run);
     println!("throughput ratio routeguard / bare: {:.2}", our_run.rps() / bare_run.rps());
     println!("throughput ratio routeguard / parsing bare: {:.2}", our_run.rps() / echo_run.rps());
@@ -132,56 +137,6 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     drop(ours);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
-}
-
-fn free_addr() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
-/// A server child process, stopped (SIGTERM, then SIGKILL) when dropped, error paths included.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        stop(&mut self.0);
-    }
-}
-
-fn spawn(args: &[&str], log: &Path) -> anyhow::Result<Server> {
-    let exe = std::env::current_exe()?;
-    let log = std::fs::File::create(log)?;
-    Ok(Server(Command::new(exe).arg("--child").args(args).stdout(Stdio::null()).stderr(log).spawn()?))
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// VmRSS and VmHWM of a process, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The servers, in the child processes.
@@ -257,111 +212,7 @@ async fn bare_server(addr: SocketAddr, cert: PathBuf, key: PathBuf, echo: bool) 
     Ok(())
 }
 
-/// Writes `count` objects (Service, Deployments v1 and v2, DestinationRule,
-/// VirtualService per app) across 20 namespaces; returns the apps.
-fn write_objects(dir: &Path, count: usize) -> anyhow::Result<Vec<(String, String)>> {
-    std::fs::create_dir_all(dir)?;
-    let apps = count.div_ceil(5).max(1);
-    let mut written = 0;
-    let mut services = Vec::new();
-    let mut text = String::new();
-    for i in 0..apps {
-        let (ns, app) = (format!("ns-{}", i % 20), format!("app-{i}"));
-        let objects = [
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "namespace": ns},
-                   "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 8080}]}}),
-            deployment(&ns, &format!("{app}-v1"), &app, Some("v1")),
-            deployment(&ns, &format!("{app}-v2"), &app, Some("v2")),
-            destination_rule(&ns, &app, &["v1", "v2"]),
-            virtual_service(&ns, &app, &[("v1", 90), ("v2", 10)]),
-        ];
-        for object in objects {
-            if written < count {
-                text.push_str("---\n");
-                text.push_str(&object.to_string());
-                text.push('\n');
-                written += 1;
-            }
-        }
-        services.push((ns, app));
-        if i % 200 == 199 || i + 1 == apps {
-            std::fs::write(dir.join(format!("objects-{i:05}.yaml")), &text)?;
-            text.clear();
-        }
-    }
-    Ok(services)
-}
-
-fn deployment(ns: &str, name: &str, app: &str, version: Option<&str>) -> Value {
-    let mut labels = json!({"app": app});
-    if let Some(v) = version {
-        labels["version"] = json!(v);
-    }
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels.clone()},
-            "template": {
-                "metadata": {"labels": labels, "annotations": {"prometheus.io/scrape": "true"}},
-                "spec": {"containers": [{
-                    "name": app, "image": format!("registry.example.com/{app}:{}", version.unwrap_or("1.4.2")),
-                    "ports": [{"containerPort": 8080}],
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-                    "env": [{"name": "LOG_LEVEL", "value": "info"}]
-                }]}
-            }
-        }
-    })
-}
-
-fn destination_rule(ns: &str, app: &str, versions: &[&str]) -> Value {
-    let subsets: Vec<Value> = versions.iter().map(|v| json!({"name": v, "labels": {"version": v}})).collect();
-    json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-        "metadata": {"name": app, "namespace": ns},
-        "spec": {"host": app, "trafficPolicy": {"connectionPool": {"http": {"http1MaxPendingRequests": 100}}}, "subsets": subsets}
-    })
-}
-
-fn virtual_service(ns: &str, app: &str, split: &[(&str, i64)]) -> Value {
-    let route: Vec<Value> =
-        split.iter().map(|(s, w)| json!({"destination": {"host": app, "subset": s}, "weight": w})).collect();
-    json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": app, "namespace": ns},
-        "spec": {"hosts": [app], "http": [{"match": [{"uri": {"prefix": "/api"}}], "route": route, "timeout": "5s"}]}
-    })
-}
-
-fn admission_review(uid: usize, operation: &str, object: &Value, old: Option<&Value>) -> Value {
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let (group, resource) = match kind {
-        "VirtualService" => ("networking.istio.io", "virtualservices"),
-        "DestinationRule" => ("networking.istio.io", "destinationrules"),
-        _ => ("apps", "deployments"),
-    };
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("00000000-0000-0000-0000-{uid:012}"),
-            "kind": {"group": group, "version": "v1", "kind": kind},
-            "resource": {"group": group, "version": "v1", "resource": resource},
-            "requestKind": {"group": group, "version": "v1", "kind": kind},
-            "requestResource": {"group": group, "version": "v1", "resource": resource},
-            "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
-            "operation": operation,
-            "userInfo": {"username": "system:serviceaccount:argocd:argocd-application-controller",
-                         "uid": "4f7c2c1e-2b1d-4c50-9d3e-0c3f2f6f1a11",
-                         "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]},
-            "object": object, "oldObject": old, "dryRun": false,
-            "options": {"kind": if operation == "CREATE" { "CreateOptions" } else { "UpdateOptions" }, "apiVersion": "meta.k8s.io/v1"}
-        }
-    })
-}
-
-/// Pre-encoded requests: (path, body), cycling VirtualService CREATE,
+/// Pre-encoded requests: (path, body), cycling VirtualService UPDATE,
 /// Deployment CREATE, DestinationRule UPDATE over the snapshot's apps.
 struct Mix {
     requests: Vec<(&'static str, Bytes)>,
@@ -371,16 +222,14 @@ impl Mix {
     fn new(services: Vec<(String, String)>) -> Mix {
         let mut requests = Vec::new();
         for (i, (ns, app)) in services.iter().enumerate().take(300) {
-            let vs = virtual_service(ns, &format!("{app}-canary"), &[("v1", 50), ("v2", 50)]);
-            let mut vs = vs;
-            vs["spec"]["hosts"] = json!([app]);
-            vs["spec"]["http"][0]["route"][0]["destination"]["host"] = json!(app);
-            vs["spec"]["http"][0]["route"][1]["destination"]["host"] = json!(app);
+            // A canary step: the app's VirtualService from 90/10 to 50/50.
+            let shifted = virtual_service(ns, app, &[("v1", 50), ("v2", 50)]);
+            let current = virtual_service(ns, app, &[("v1", 90), ("v2", 10)]);
             let deploy = deployment(ns, &format!("{app}-v3"), app, None);
             let old_dr = destination_rule(ns, app, &["v1", "v2"]);
             let new_dr = destination_rule(ns, app, &["v1", "v2", "v3"]);
             let encode = |v: &Value| Bytes::from(serde_json::to_vec(v).unwrap_or_default());
-            requests.push(("/validate", encode(&admission_review(3 * i, "CREATE", &vs, None))));
+            requests.push(("/validate", encode(&admission_review(3 * i, "UPDATE", &shifted, Some(&current)))));
             requests.push(("/mutate", encode(&admission_review(3 * i + 1, "CREATE", &deploy, None))));
             requests.push(("/validate", encode(&admission_review(3 * i + 2, "UPDATE", &new_dr, Some(&old_dr)))));
         }
@@ -392,6 +241,11 @@ struct Run {
     latencies_us: Vec<u64>,
     elapsed: Duration,
     errors: usize,
+    /// Answers that did not allow the request (the mix is built to be allowed).
+    denied: usize,
+    /// CPU time (user + system) the server process and the load generator
+    /// spent in the timed phase, when measured.
+    cpu: Option<(Duration, Duration)>,
 }
 
 impl Run {
@@ -411,7 +265,7 @@ fn print_run(name: &str, run: &Run) {
         sorted[i] as f64 / 1000.0
     };
     println!(
-        "{name}: {} requests in {:.1} s = {:.0} req/s; p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms; errors {}",
+        "{name}: {} requests in {:.1} s = {:.0} req/s; p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms; errors {}, denied {}",
         sorted.len(),
         run.elapsed.as_secs_f64(),
         run.rps(),
@@ -419,71 +273,17 @@ fn print_run(name: &str, run: &Run) {
         pct(0.99),
         pct(0.999),
         sorted.last().copied().unwrap_or(0) as f64 / 1000.0,
-        run.errors
+        run.errors,
+        run.denied
     );
-}
-
-fn client_config(ca_pem: &str) -> rustls::ClientConfig {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()).flatten() {
-        let _ = roots.add(cert);
+    if let Some((server, client)) = run.cpu {
+        let n = sorted.len().max(1) as f64;
+        println!(
+            "  CPU per request: server {:.1} us, load generator {:.1} us",
+            server.as_secs_f64() * 1e6 / n,
+            client.as_secs_f64() * 1e6 / n
+        );
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    // Like the API server's webhook client: HTTP/1.1 with keep-alive.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>) -> anyhow::Result<Sender> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let name = rustls_pki_types::ServerName::try_from("localhost")?;
-    let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> anyhow::Result<()> {
-    sender.ready().await?;
-    let request = hyper::Request::post(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(body.clone()))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(status == 200 && bytes.starts_with(b"{"), "status {status}");
-    Ok(())
-}
-
-async fn wait_for_tls(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>) -> anyhow::Result<()> {
-    for _ in 0..400 {
-        if connect(addr, tls).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    anyhow::bail!("{addr} did not come up")
-}
-
-async fn wait_for_ready(admin: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..2400 {
-        if metric(admin, "routeguard_ready").await == Some(1.0) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    anyhow::bail!("routeguard did not become ready")
 }
 
 /// The server's latency histogram (both endpoints summed): (upper bound in seconds, cumulative count).
@@ -518,27 +318,21 @@ fn print_server_side(before: &[(f64, f64)], after: &[(f64, f64)]) {
     );
 }
 
-async fn metrics_text(admin: SocketAddr) -> Option<String> {
-    let tcp = tokio::net::TcpStream::connect(admin).await.ok()?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
-    tokio::spawn(connection);
-    let request = hyper::Request::get("/metrics").header("host", "localhost").body(Full::new(Bytes::new())).ok()?;
-    let body = sender.send_request(request).await.ok()?.into_body().collect().await.ok()?.to_bytes();
-    Some(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// One metric from the admin port, over a bare HTTP/1.1 connection.
-async fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
-    let text = metrics_text(admin).await?;
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-}
-
 /// N connections, each sending as fast as responses come back.
-async fn closed_loop(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, mix: &Mix, o: &Options) -> anyhow::Result<Run> {
+async fn closed_loop(
+    addr: SocketAddr,
+    pid: u32,
+    tls: &Arc<rustls::ClientConfig>,
+    mix: &Mix,
+    o: &Options,
+) -> anyhow::Result<Run> {
     // Warm up (connections, caches) for a second, untimed.
     let warm = Options { duration: Duration::from_secs(1), ..*o };
     let _ = run_connections(addr, tls, mix, &warm, None).await?;
-    run_connections(addr, tls, mix, o, None).await
+    let (server, client) = (cpu_time(pid), cpu_time(std::process::id()));
+    let mut run = run_connections(addr, tls, mix, o, None).await?;
+    run.cpu = Some((cpu_time(pid) - server, cpu_time(std::process::id()) - client));
+    Ok(run)
 }
 
 /// N connections sharing a fixed total rate; latency from the scheduled send time.
@@ -568,6 +362,7 @@ async fn run_connections(
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
+            let mut denied = 0;
             // Spread the connections' schedules over one interval.
             let offset = interval.map(|i| i.mul_f64(n as f64 / connections as f64)).unwrap_or_default();
             let mut k = 0usize;
@@ -579,26 +374,34 @@ async fn run_connections(
                 if scheduled >= deadline {
                     break;
                 }
-                tokio::time::sleep_until(scheduled.into()).await;
+                // Closed loop: no timer at all (tokio's timer has 1 ms ticks: a
+                // sleep until "now" can wait for the next one and throttle the loop).
+                if interval.is_some() {
+                    tokio::time::sleep_until(scheduled.into()).await;
+                }
                 // Tokio's timer wakes up to 1 ms late; only a later start is
                 // queueing (the connection was still busy) and counts.
                 let begun = Instant::now();
                 let from = if begun.duration_since(scheduled) > Duration::from_millis(2) { scheduled } else { begun };
                 let (path, body) = &requests[(n + k * connections) % requests.len()];
                 match send(&mut sender, path, body).await {
-                    Ok(()) => latencies.push(from.elapsed().as_micros() as u64),
+                    Ok(allowed) => {
+                        latencies.push(from.elapsed().as_micros() as u64);
+                        denied += usize::from(!allowed);
+                    }
                     Err(_) => errors += 1,
                 }
                 k += 1;
             }
-            (latencies, errors)
+            (latencies, errors, denied)
         }));
     }
-    let mut run = Run { latencies_us: Vec::new(), elapsed: Duration::ZERO, errors: 0 };
+    let mut run = Run { latencies_us: Vec::new(), elapsed: Duration::ZERO, errors: 0, denied: 0, cpu: None };
     for task in tasks {
-        let (latencies, errors) = task.await?;
+        let (latencies, errors, denied) = task.await?;
         run.latencies_us.extend(latencies);
         run.errors += errors;
+        run.denied += denied;
     }
     run.elapsed = start.elapsed();
     Ok(run)

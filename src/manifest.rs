@@ -58,22 +58,30 @@ pub enum LoadError {
 /// Reads every object under `paths`; objects without a namespace get `default_namespace`.
 pub fn load_paths(paths: &[PathBuf], default_namespace: &str) -> Result<Vec<Loaded>, LoadError> {
     let mut loaded = Vec::new();
+    visit_paths(paths, default_namespace, |object| loaded.push(object))?;
+    Ok(loaded)
+}
+
+/// [`load_paths`] one file at a time: `visit` gets each object of a file
+/// before the next file is read, so a caller that keeps less than the objects
+/// (the snapshot `serve --objects` builds) never holds every parsed file at once.
+pub fn visit_paths(paths: &[PathBuf], default_namespace: &str, mut visit: impl FnMut(Loaded)) -> Result<(), LoadError> {
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|source| LoadError::Io { path: "<stdin>".into(), source })?;
-            loaded.extend(load_text("<stdin>", &text, default_namespace)?);
+            load_text("<stdin>", &text, default_namespace)?.into_iter().for_each(&mut visit);
             continue;
         }
         for file in files_under(path)? {
             let name = file.display().to_string();
             let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io { path: name.clone(), source })?;
-            loaded.extend(load_text(&name, &text, default_namespace)?);
+            load_text(&name, &text, default_namespace)?.into_iter().for_each(&mut visit);
         }
     }
-    Ok(loaded)
+    Ok(())
 }
 
 /// Reads the objects of one YAML or JSON text named `file`.

@@ -1,6 +1,7 @@
 //! The routing policy: pure, synchronous rules over parsed objects and a
 //! read-only [`Snapshot`] of the cluster.
 
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub(crate) mod duplicate_rules;
@@ -24,6 +25,7 @@ pub(crate) mod unused_rules;
 pub(crate) mod version;
 pub(crate) mod visibility;
 
+pub use audit::Audited;
 pub use config::{Action, Policy, PolicyError, WeightMode};
 pub use enforcement::{ENFORCEMENT_LABEL, Enforcement, Mode, Origin, enforce};
 pub use engine::{Change, Engine, Mutation, Operation};

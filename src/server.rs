@@ -16,8 +16,8 @@
 pub mod accept;
 pub mod app;
 pub mod certs;
-pub(crate) mod logging;
-pub(crate) mod memory;
+pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub(crate) mod reload;
 pub mod tls;

@@ -1,15 +1,17 @@
 //! Reading an AdmissionReview body into a [`Request`].
 //!
-//! The envelope is read with kube's request types (`GroupVersionKind`,
-//! `GroupVersionResource`, `Operation`, `UserInfo`), but `object` and
-//! `oldObject` stay plain JSON: the JSON Patch of the mutating endpoint must be
-//! computed against the object exactly as the API server sent it, and nothing
-//! of it may be lost to a typed round trip. One pass over the bytes, no
-//! `serde(flatten)` buffering.
+//! The envelope is read into borrowed types of the fields routeguard uses
+//! (the rest of the request, `userInfo.groups` and `options` say, is skipped
+//! without being stored), but `object` and `oldObject` stay plain JSON: the
+//! JSON Patch of the mutating endpoint must be computed against the object
+//! exactly as the API server sent it, and nothing of it may be lost to a typed
+//! round trip. One pass over the bytes, no `serde(flatten)` buffering; a body
+//! that is not a usable review is read again, step by step, for the error.
 
-use k8s_openapi::api::authentication::v1::UserInfo;
+use std::borrow::Cow;
+
+use kube::core::GroupVersionKind;
 use kube::core::admission::Operation as WireOperation;
-use kube::core::{GroupVersionKind, GroupVersionResource};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -116,27 +118,70 @@ struct Envelope<'a> {
     request: Option<&'a RawValue>,
 }
 
+/// The envelope and its request read in one pass (the common case); any
+/// failure is read again with [`Envelope`] first, for the precise error.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireRequest {
-    uid: String,
-    kind: GroupVersionKind,
-    resource: GroupVersionResource,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
+struct Review<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request: Option<WireRequest<'a>>,
+}
+
+/// The request's fields routeguard reads; strings borrowed from the body
+/// where they hold no escapes, the rest of the request skipped unread.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: WireGroupVersionKind<'a>,
+    #[serde(borrow)]
+    resource: WireGroupVersionResource<'a>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
     operation: WireOperation,
-    #[serde(default)]
-    user_info: Option<UserInfo>,
+    #[serde(default, borrow)]
+    user_info: Option<WireUser<'a>>,
     #[serde(default)]
     object: Option<Value>,
     #[serde(default)]
     old_object: Option<Value>,
     #[serde(default)]
     dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct WireGroupVersionKind<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct WireGroupVersionResource<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    resource: Cow<'a, str>,
+}
+
+/// `userInfo`: only the username (for `exemptUsers`); groups and extras skipped.
+#[derive(Deserialize)]
+struct WireUser<'a> {
+    #[serde(default, borrow)]
+    username: Option<Cow<'a, str>>,
 }
 
 impl Request {
@@ -154,33 +199,52 @@ impl Request {
 
 /// Reads an AdmissionReview `admission.k8s.io/v1` body.
 pub fn decode(body: &[u8]) -> Result<Request, AdmissionError> {
+    // One pass over the body when it is a well-formed review.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && let Ok(review) = serde_json::from_slice::<Review<'_>>(body)
+        && review.kind.as_deref() == Some(KIND)
+        && review.api_version.as_deref() == Some(API_VERSION)
+        && let Some(wire) = review.request
+        && !wire.uid.is_empty()
+    {
+        return Ok(request(wire));
+    }
+    Err(refusal(body))
+}
+
+/// Why a body is not a usable review: read again, the envelope first, so
+/// that the error names the first thing wrong (a wrong `kind` before a bad
+/// request, a bad request with the `request: ` context).
+fn refusal(body: &[u8]) -> AdmissionError {
     // serde reads a struct from an array too; an AdmissionReview is an object.
     let not_object = || body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{');
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(envelope) if !not_object() => envelope,
-        Ok(_) => return Err(AdmissionError::NotAReview("expected a JSON object".to_string())),
+        Ok(_) => return AdmissionError::NotAReview("expected a JSON object".to_string()),
         Err(e) => match json_error(&e, "") {
             AdmissionError::NotAReview(_) if not_object() => {
-                return Err(AdmissionError::NotAReview("expected a JSON object".to_string()));
+                return AdmissionError::NotAReview("expected a JSON object".to_string());
             }
-            other => return Err(other),
+            other => return other,
         },
     };
     match envelope.kind.as_deref() {
         Some(KIND) => {}
-        Some(other) => return Err(AdmissionError::NotAReview(format!("kind is {other:?}, expected {KIND:?}"))),
-        None => return Err(AdmissionError::NotAReview(format!("no kind, expected {KIND:?}"))),
+        Some(other) => return AdmissionError::NotAReview(format!("kind is {other:?}, expected {KIND:?}")),
+        None => return AdmissionError::NotAReview(format!("no kind, expected {KIND:?}")),
     }
     match envelope.api_version.as_deref() {
         Some(API_VERSION) => {}
-        found => return Err(AdmissionError::ApiVersion { found: found.unwrap_or_default().to_string() }),
+        found => return AdmissionError::ApiVersion { found: found.unwrap_or_default().to_string() },
     }
-    let raw = envelope.request.ok_or(AdmissionError::NoRequest)?;
-    let wire: WireRequest = serde_json::from_str(raw.get()).map_err(|e| json_error(&e, "request: "))?;
-    if wire.uid.is_empty() {
-        return Err(AdmissionError::NotAReview("request.uid is empty".to_string()));
+    let Some(raw) = envelope.request else { return AdmissionError::NoRequest };
+    match serde_json::from_str::<WireRequest<'_>>(raw.get()) {
+        Err(e) => json_error(&e, "request: "),
+        Ok(wire) if wire.uid.is_empty() => AdmissionError::NotAReview("request.uid is empty".to_string()),
+        // Read in one pass it failed; read alone it does not (only a
+        // duplicate field can do that): still not a review to trust.
+        Ok(_) => AdmissionError::NotAReview("the review could not be read".to_string()),
     }
-    request(wire)
 }
 
 fn json_error(e: &serde_json::Error, context: &str) -> AdmissionError {
@@ -200,15 +264,19 @@ fn operation(op: &WireOperation) -> Operation {
     }
 }
 
-fn request(wire: WireRequest) -> Result<Request, AdmissionError> {
+fn request(wire: WireRequest<'_>) -> Request {
     let operation = operation(&wire.operation);
-    let namespace = wire.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string());
-    let user = wire.user_info.as_ref().and_then(|u| u.username.clone());
+    let namespace = match wire.namespace.as_deref() {
+        Some(namespace) if !namespace.is_empty() => namespace.to_string(),
+        _ => "default".to_string(),
+    };
+    let user = wire.user_info.as_ref().and_then(|u| u.username.as_deref()).map(str::to_string);
+    let kind = &wire.kind;
     let mut request = Request {
-        uid: wire.uid.clone(),
-        kind: wire.kind.clone(),
+        uid: wire.uid.to_string(),
+        kind: GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind),
         namespace,
-        name: wire.name.clone().unwrap_or_default(),
+        name: wire.name.as_deref().unwrap_or_default().to_string(),
         operation,
         user,
         dry_run: wire.dry_run.unwrap_or(false),
@@ -216,13 +284,13 @@ fn request(wire: WireRequest) -> Result<Request, AdmissionError> {
     };
     request.target =
         target(&request, wire).unwrap_or_else(|e| Target::Invalid { reason: e.reason(), message: e.to_string() });
-    Ok(request)
+    request
 }
 
-fn target(request: &Request, wire: WireRequest) -> Result<Target, AdmissionError> {
+fn target(request: &Request, wire: WireRequest<'_>) -> Result<Target, AdmissionError> {
     let resource = &wire.resource;
     let Some(kind) = Kind::from_resource(&resource.group, &resource.resource) else {
-        let group = if resource.group.is_empty() { "core" } else { resource.group.as_str() };
+        let group = if resource.group.is_empty() { "core" } else { &*resource.group };
         return Ok(Target::Unhandled(format!("resource {}.{group} is not handled", resource.resource)));
     };
     if kind == Kind::Namespace {

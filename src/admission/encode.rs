@@ -1,15 +1,18 @@
 //! Writing the AdmissionReview response.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use kube::core::Status;
 use kube::core::admission::AdmissionResponse;
 use kube::core::response::{StatusCause, StatusDetails, reason};
+use serde::Serialize;
 
 use crate::model::ObjectKey;
 use crate::policy::Finding;
 
 use super::decide::{Decision, Verdict};
-use super::decode::{AdmissionError, Request, Target};
+use super::decode::{API_VERSION, AdmissionError, KIND, Request, Target};
 
 /// Kubernetes asks webhooks to keep each warning under 120 characters.
 pub const MAX_WARNING_CHARS: usize = 120;
@@ -17,19 +20,55 @@ pub const MAX_WARNING_CHARS: usize = 120;
 /// The AdmissionReview answering `request`, serialized.
 pub fn encode(request: &Request, verdict: &Verdict) -> Result<Vec<u8>, AdmissionError> {
     let response = response(request, verdict)?;
-    let failed = |e: serde_json::Error| AdmissionError::Encode(e.to_string());
-    let review = response.into_review();
-    let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_deref()) else {
-        return serde_json::to_vec(&review).map_err(failed);
-    };
     // kube serializes the patch bytes as a JSON array of numbers; the API
-    // server's canonical form (Go's `[]byte`) is a base64 string.
-    let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
-    let mut value = serde_json::to_value(&review).map_err(failed)?;
-    if let Some(slot) = value.pointer_mut("/response/patch") {
-        *slot = serde_json::Value::String(encoded);
-    }
-    serde_json::to_vec(&value).map_err(failed)
+    // server's canonical form (Go's `[]byte`) is a base64 string. So the
+    // review is written from borrowed parts, in kube's field order, with the
+    // patch encoded once (no intermediate `Value` of the whole review).
+    let patch = response.patch.as_deref().map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+    let review = WireReview {
+        api_version: API_VERSION,
+        kind: KIND,
+        response: WireResponse {
+            uid: &response.uid,
+            allowed: response.allowed,
+            status: &response.result,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: &response.audit_annotations,
+            warnings: response.warnings.as_deref(),
+        },
+    };
+    serde_json::to_vec(&review).map_err(|e| AdmissionError::Encode(e.to_string()))
+}
+
+/// `AdmissionReview` with a response only, as the API server reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: WireResponse<'a>,
+}
+
+/// kube's `AdmissionResponse`, field for field, the patch as base64 text.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "no_annotations")]
+    audit_annotations: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
+}
+
+fn no_annotations(annotations: &&HashMap<String, String>) -> bool {
+    annotations.is_empty()
 }
 
 /// The AdmissionResponse for a verdict: uid echoed, a 403 Status listing every

@@ -9,7 +9,10 @@
 //! A pass runs once the index is synced and this replica leads, then after
 //! changes (debounced: within [`AuditSettings::max_delay`] of the first
 //! change, so within 2 s of the last), and every [`AuditSettings::interval`].
-//! Judging costs the whole index: it runs on the blocking pool. Leadership is
+//! A pass after a change judges again only the routing objects the change
+//! can affect ([`Engine::audit_since`]); the first pass, the interval's and
+//! the one on gaining the lease judge the whole index. Judging runs on the
+//! blocking pool. Leadership is
 //! checked right before each write (report or Event), as the controller does.
 //! Without the PolicyReport CRD (a 404 on the list), that is logged once and
 //! the audit goes on for the metric and the Events.
@@ -29,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::ObjectKey;
-use crate::policy::{Engine, Finding};
+use crate::policy::{Audited, Engine, Finding, Snapshot};
 
 use super::lease::Leadership;
 use super::metrics::ClusterStatus;
@@ -103,6 +106,9 @@ pub struct Auditor {
     events: Retries<ObjectKey>,
     /// The CRD was found absent (logged once until it appears).
     no_crd: bool,
+    /// The last pass and the snapshot it judged: the next pass after a change
+    /// judges again only what the change can affect ([`Engine::audit_since`]).
+    last: Option<(Arc<Snapshot>, Audited)>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -132,7 +138,7 @@ impl Auditor {
         let events = Retries::new(Backoff::default(), settings.event_window);
         // An interval of zero would audit without pause.
         let settings = AuditSettings { interval: settings.interval.max(MIN_INTERVAL), ..settings };
-        Auditor { client, engine, live, status, leadership, recorder, settings, events, no_crd: false }
+        Auditor { client, engine, live, status, leadership, recorder, settings, events, no_crd: false, last: None }
     }
 
     /// True while this replica may write: asked right before each write.
@@ -145,11 +151,13 @@ impl Auditor {
         let mut was_leader = false;
         // A pass is owed: at start, after a change, on the interval, on gaining the lease.
         let mut owed = true;
+        // Whole, not scoped to the changes: at start, on the interval, on gaining the lease.
+        let mut whole = true;
         let mut next = Instant::now() + self.settings.interval;
         loop {
             let leader = self.leading();
             if leader && !was_leader {
-                owed = true;
+                (owed, whole) = (true, true);
             }
             if !leader && was_leader {
                 self.status.clear_audit();
@@ -158,6 +166,9 @@ impl Auditor {
             if owed && leader && self.status.is_synced() {
                 owed = false;
                 next = Instant::now() + self.settings.interval;
+                if std::mem::take(&mut whole) {
+                    self.last = None;
+                }
                 self.audit().await;
             }
             let wait = if owed || !leader { IDLE_POLL } else { next.saturating_duration_since(Instant::now()) };
@@ -169,32 +180,47 @@ impl Auditor {
                     debounce(&mut publishes, self.settings.debounce, self.settings.max_delay).await;
                     owed = true;
                 }
-                () = tokio::time::sleep(wait) => owed |= Instant::now() >= next,
+                () = tokio::time::sleep(wait) => if Instant::now() >= next {
+                    (owed, whole) = (true, true);
+                },
             }
         }
     }
 
-    /// One pass against the current snapshot.
+    /// One pass against the current snapshot: scoped to what changed since
+    /// the last pass when there was one, else whole (the interval's passes are).
     pub async fn audit(&mut self) -> Outcome {
         let snapshot = self.live.current();
         let engine = self.engine.clone();
         let now = Timestamp::now();
+        let last = self.last.take();
         let judged = tokio::task::spawn_blocking(move || {
-            let findings = engine.audit(&snapshot);
+            let audited = match last {
+                Some((before, previous)) => engine.audit_since(&before, previous, &snapshot),
+                None => engine.audit_all(&snapshot),
+            };
+            let findings = audited.findings();
             let desired = reports::desired(&findings, &snapshot, now);
             let resources: Vec<Resource> = findings.iter().map(|f| Resource::of(f, &snapshot)).collect();
-            (findings, desired, resources)
+            (findings, desired, resources, (snapshot, audited))
         })
         .await;
-        let (findings, desired, resources) = match judged {
+        let (findings, desired, resources, last) = match judged {
             Ok(judged) => judged,
             // A panic in judging must not pass silently: the supervisor sees the task end.
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => return Outcome::default(),
         };
+        tracing::debug!(
+            judged = last.1.judged(),
+            whole = last.1.whole(),
+            findings = findings.len(),
+            namespaces = desired.len(),
+            "audited"
+        );
+        self.last = Some(last);
         self.status.audited(&reports::tally(&findings));
         let mut outcome = Outcome { findings: findings.len(), ..Outcome::default() };
-        tracing::debug!(findings = findings.len(), namespaces = desired.len(), "audited");
         if self.settings.reports {
             self.write_reports(&desired, &mut outcome).await;
         }

@@ -2,7 +2,7 @@
 
 use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 
-use super::finding::{self, Code, Finding, Severity};
+use super::finding::{Code, Finding};
 use super::snapshot::{Entry, Snapshot};
 use super::{
     Context, Policy, duplicate_rules, fields, gateways, generate, http_route, in_use, routes, service_entry, subsets,
@@ -106,15 +106,12 @@ impl Engine {
     /// without duplicates. One difference from a CREATE: a stored object is
     /// not newer than itself, so RG113 blames only the younger of two rules.
     pub fn audit(&self, snapshot: &Snapshot) -> Vec<Finding> {
-        let ctx = Context { policy: &self.policy, snapshot };
-        let mut findings = Vec::new();
-        for entry in snapshot.entries().filter(|e| AUDITED.contains(&e.kind())) {
-            let object = entry.object();
-            findings.extend(self.policy.apply(self.check_object(ctx, &object, false), None));
-        }
-        findings.retain(|f| f.severity != Severity::Info);
-        finding::sort_unique(&mut findings);
-        findings
+        self.audit_all(snapshot).findings()
+    }
+
+    /// The findings about a stored object, judged as the audit does (see [`Engine::audit`]).
+    pub(super) fn judge_stored(&self, snapshot: &Snapshot, object: &Object) -> Vec<Finding> {
+        self.check_object(Context { policy: &self.policy, snapshot }, object, false)
     }
 
     /// The findings about one object as it is (no old object involved);

@@ -300,6 +300,11 @@ impl Fake {
         }
     }
 
+    /// How many stored objects of a resource (`services`, any namespace) `matching` accepts.
+    pub fn count(&self, plural: &str, matching: impl Fn(&Value) -> bool) -> usize {
+        lock(&self.state).objects.iter().filter(|((_, p, _, _), object)| p == plural && matching(object)).count()
+    }
+
     /// The stored object, if any.
     pub fn get(&self, collection: &str, name: &str) -> Option<Value> {
         let (prefix, plural, namespace, _) = parse(collection)?;

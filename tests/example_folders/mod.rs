@@ -13,8 +13,12 @@ pub fn all() -> Vec<PathBuf> {
         if !scenario.is_dir() || matches!(name.as_str(), "admission" | "cluster") {
             continue;
         }
+        // Variants are folders (`examples/harness/` holds the load harnesses' shared code, no variant).
         for variant in std::fs::read_dir(&scenario).expect("scenario") {
-            out.push(variant.expect("entry").path());
+            let variant = variant.expect("entry").path();
+            if variant.is_dir() {
+                out.push(variant);
+            }
         }
     }
     out.sort();
