@@ -19,7 +19,7 @@
 //!    during both;
 //! 4. makes 20 relevant changes (a new version of one app each) and reports
 //!    the CPU each cost and how long until its Service was generated;
-//! 5. times refusals that take a second look (a subset no DestinationRule
+//! 5. times 200 refusals that take a second look (a subset no DestinationRule
 //!    defines: re-read from the fake, still refused).
 //!
 //! The fake answers from memory on the same 2 cores, so these are routeguard's
@@ -45,6 +45,8 @@ use harness::{
 };
 
 const NAMESPACES: usize = 50;
+/// Refusals timed, each for a VirtualService of its own (the re-read is rate-limited per object).
+const REFUSALS: usize = 200;
 
 struct Options {
     apps: usize,
@@ -265,8 +267,8 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     // Refusals with a second look: the subset is nowhere, so the re-read finds nothing.
     let mut refusals = Vec::new();
     fake.clear_requests();
-    for i in 0..50 {
-        let (ns, app) = app(i);
+    for i in 0..REFUSALS {
+        let (ns, app) = app(i % apps);
         let body = Bytes::from(serde_json::to_vec(&admission_review(
             100 + i,
             "CREATE",
@@ -284,7 +286,7 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     paths.sort();
     paths.dedup();
     println!(
-        "  {} requests to the fake for the 50 refusals (those of ns-0: {:?})",
+        "  {} requests to the fake for the {REFUSALS} refusals (those of ns-0: {:?})",
         reads.len(),
         paths.iter().filter(|p| p.contains("/ns-0/")).collect::<Vec<_>>()
     );

@@ -159,9 +159,11 @@ struct WireRequest<'a> {
     dry_run: Option<bool>,
 }
 
+// Named as kube's types are, so that a type error reads as it did with them.
 #[derive(Deserialize)]
+#[serde(rename = "GroupVersionKind")]
 struct WireGroupVersionKind<'a> {
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     group: Cow<'a, str>,
     #[serde(borrow)]
     version: Cow<'a, str>,
@@ -170,15 +172,21 @@ struct WireGroupVersionKind<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename = "GroupVersionResource")]
 struct WireGroupVersionResource<'a> {
-    #[serde(default, borrow)]
+    #[serde(borrow)]
     group: Cow<'a, str>,
+    /// Required, as kube's type has it; not read.
+    #[serde(rename = "version")]
+    _version: serde::de::IgnoredAny,
     #[serde(borrow)]
     resource: Cow<'a, str>,
 }
 
-/// `userInfo`: only the username (for `exemptUsers`); groups and extras skipped.
+/// `userInfo`: only the username (for `exemptUsers`); groups and extras
+/// skipped unread (so, unlike with kube's type, not checked either).
 #[derive(Deserialize)]
+#[serde(rename = "UserInfo")]
 struct WireUser<'a> {
     #[serde(default, borrow)]
     username: Option<Cow<'a, str>>,

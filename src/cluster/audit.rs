@@ -18,6 +18,7 @@
 //! the audit goes on for the metric and the Events.
 
 pub mod reports;
+mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ use super::metrics::ClusterStatus;
 use super::retry::{Backoff, Retries};
 use super::{ClusterError, FIELD_MANAGER, within};
 use reports::{ReportAction, Resource, Timestamp};
+use schedule::{Pass, Schedule};
 
 /// Deadline of each API call of the audit.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,41 +150,31 @@ impl Auditor {
 
     /// Runs until the index is dropped (see the module doc for when a pass runs).
     pub async fn run(mut self, mut publishes: channel::Receiver<u64>) {
-        let mut was_leader = false;
-        // A pass is owed: at start, after a change, on the interval, on gaining the lease.
-        let mut owed = true;
-        // Whole, not scoped to the changes: at start, on the interval, on gaining the lease.
-        let mut whole = true;
-        let mut next = Instant::now() + self.settings.interval;
+        let mut schedule = Schedule::new(Instant::now(), self.settings.interval);
         loop {
             let leader = self.leading();
-            if leader && !was_leader {
-                (owed, whole) = (true, true);
-            }
-            if !leader && was_leader {
+            if schedule.leading(leader) == Some(false) {
                 self.status.clear_audit();
+                // A follower keeps no old snapshot alive.
+                self.last = None;
             }
-            was_leader = leader;
-            if owed && leader && self.status.is_synced() {
-                owed = false;
-                next = Instant::now() + self.settings.interval;
-                if std::mem::take(&mut whole) {
+            let now = Instant::now();
+            if let Some(pass) = schedule.due(now, self.status.is_synced()) {
+                if pass == Pass::Whole {
                     self.last = None;
                 }
                 self.audit().await;
             }
-            let wait = if owed || !leader { IDLE_POLL } else { next.saturating_duration_since(Instant::now()) };
+            let wait = schedule.wait(Instant::now(), IDLE_POLL);
             tokio::select! {
                 changed = publishes.changed() => {
                     if changed.is_err() {
                         return;
                     }
                     debounce(&mut publishes, self.settings.debounce, self.settings.max_delay).await;
-                    owed = true;
+                    schedule.changed();
                 }
-                () = tokio::time::sleep(wait) => if Instant::now() >= next {
-                    (owed, whole) = (true, true);
-                },
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }

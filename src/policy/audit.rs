@@ -9,12 +9,14 @@
 //! Deployment's pods (before or after the change), the hosts a changed
 //! ServiceEntry declares or a changed VirtualService routes to or binds. For
 //! each such host: the routes to it, the VirtualServices bound to it, the
-//! DestinationRules covering it and the ServiceEntries declaring it. Changes
+//! DestinationRules covering it and the ServiceEntries declaring it; and
+//! every HTTPRoute when a Service changed (a parentRef may name it). Changes
 //! whose reach is not a set of hosts (Namespaces and their enforcement
 //! labels, Gateways, ReferenceGrants, HTTPRoutes, VirtualServices bound to
 //! gateways or delegating, wildcard hosts) and a log that no longer reaches
-//! back make the pass whole. The periodic pass is always whole, so anything
-//! the scope missed is corrected within one interval.
+//! back make the pass whole. The periodic pass is always whole, and changes
+//! do not put it off, so anything the scope missed is corrected within one
+//! interval.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -97,10 +99,12 @@ fn scope(before: &Snapshot, previous: &Audited, after: &Snapshot) -> Option<BTre
     let changed: BTreeSet<&ObjectKey> = after.changes_since(previous.revision)?.collect();
     let mut scope = BTreeSet::new();
     let mut touched = BTreeSet::new();
+    let mut services_changed = false;
     for key in changed {
         if AUDITED.contains(&key.kind) {
             scope.insert(key.clone());
         }
+        services_changed |= key.kind == Kind::Service;
         for snapshot in [before, after] {
             if let Some(entry) = snapshot.get(key) {
                 hosts_touched(snapshot, entry, &mut touched)?;
@@ -116,6 +120,13 @@ fn scope(before: &Snapshot, previous: &Audited, after: &Snapshot) -> Option<BTre
             .chain(after.rules_covering(host))
             .chain(after.host_owners(host).filter(|e| e.kind() == Kind::ServiceEntry));
         scope.extend(reached.map(|e| e.key().clone()));
+    }
+    // An HTTPRoute may name a Service as its parent (mesh routing), and RG114
+    // suggests the closest Service name: the index does not hold parents by
+    // host, so any Service change judges every HTTPRoute (they are few beside
+    // VirtualServices in an Istio mesh; a change to one is a whole pass anyway).
+    if services_changed {
+        scope.extend(after.of_kind(Kind::HttpRoute).into_iter().map(|e| e.key().clone()));
     }
     Some(scope)
 }

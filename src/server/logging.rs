@@ -9,7 +9,9 @@
 //! [`FLUSH_INTERVAL`]: one write for all the lines of that interval. A line
 //! waits at most that long; a buffer over [`MAX_BUFFERED`] is written out by
 //! the logger itself (the queue never drops and never grows without bound);
-//! dropping the [`LogGuard`] writes out the rest.
+//! dropping the [`LogGuard`] writes out the rest. Lines leave in the order
+//! they were logged; only what bypasses the subscriber (a panic message,
+//! `eprintln!`) can come out ahead of up to one interval of earlier lines.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -67,9 +69,11 @@ pub fn init(format: LogFormat) -> LogGuard {
     let flusher = shared.clone();
     match std::thread::Builder::new().name("routeguard-log".to_string()).spawn(move || flush_until_stopped(&flusher)) {
         Ok(thread) => LogGuard(Some((shared, thread))),
-        // No thread: every line is written by its logger, at once.
+        // No thread: every line is written by its logger, at once (and what
+        // was logged since `try_init` now).
         Err(_) => {
             shared.lock().unbuffered = true;
+            shared.write_pending(&[]);
             LogGuard(None)
         }
     }
@@ -82,6 +86,9 @@ type Sink = Box<dyn Fn(&[u8]) + Send + Sync>;
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Held while writing to the sink, taken before `state`: bytes leave in
+    /// the order they were buffered, whoever writes them.
+    output: Mutex<()>,
     /// A buffer this large is written out by the logger ([`MAX_BUFFERED`]).
     limit: usize,
     sink: Sink,
@@ -102,12 +109,18 @@ struct State {
 
 impl Shared {
     fn new(limit: usize, sink: Sink) -> Shared {
-        Shared { state: Mutex::default(), wake: Condvar::new(), limit, sink }
+        Shared { state: Mutex::default(), wake: Condvar::new(), output: Mutex::new(()), limit, sink }
     }
 
-    fn write_out(&self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            (self.sink)(bytes);
+    /// Writes out what is buffered, then `then`, holding no lock that loggers
+    /// append under.
+    fn write_pending(&self, then: &[u8]) {
+        let _output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending = std::mem::take(&mut self.lock().buffer);
+        for bytes in [pending.as_slice(), then] {
+            if !bytes.is_empty() {
+                (self.sink)(bytes);
+            }
         }
     }
 
@@ -118,19 +131,18 @@ impl Shared {
 }
 
 /// The writer thread: every interval (or when stopped), takes the buffer and
-/// writes it out without holding the lock.
+/// writes it out without holding the lock loggers append under.
 fn flush_until_stopped(shared: &Shared) {
-    let mut spare = Vec::new();
     loop {
-        let mut state = shared.lock();
-        if !state.stopped {
-            state = shared.wake.wait_timeout(state, FLUSH_INTERVAL).unwrap_or_else(PoisonError::into_inner).0;
-        }
-        let stopped = state.stopped;
-        std::mem::swap(&mut state.buffer, &mut spare);
-        drop(state);
-        shared.write_out(&spare);
-        spare.clear();
+        let stopped = {
+            let state = shared.lock();
+            if state.stopped {
+                true
+            } else {
+                shared.wake.wait_timeout(state, FLUSH_INTERVAL).unwrap_or_else(PoisonError::into_inner).0.stopped
+            }
+        };
+        shared.write_pending(&[]);
         if stopped {
             return;
         }
@@ -159,14 +171,15 @@ impl Write for Batched {
         let mut state = self.0.lock();
         if state.unbuffered || state.stopped {
             drop(state);
-            self.0.write_out(bytes);
+            self.0.write_pending(bytes);
             return Ok(bytes.len());
         }
         state.buffer.extend_from_slice(bytes);
         if state.buffer.len() >= self.0.limit {
-            // The writer thread is behind: this logger waits for the write.
-            let full = std::mem::take(&mut state.buffer);
-            self.0.write_out(&full);
+            // The writer thread is behind: this logger waits for the write
+            // (the others go on appending meanwhile).
+            drop(state);
+            self.0.write_pending(&[]);
         }
         Ok(bytes.len())
     }
@@ -199,6 +212,16 @@ mod tests {
         writer.write_all(b"a second line, longer than the rest\n").expect("written");
         assert!(shared.lock().buffer.is_empty());
         assert_eq!(*written.lock().expect("sink"), b"one line\na second line, longer than the rest\n");
+    }
+
+    #[test]
+    fn a_line_written_at_once_follows_the_buffered_ones() {
+        let (shared, written) = captured(MAX_BUFFERED);
+        Batched(shared.clone()).write_all(b"older\n").expect("buffered");
+        // Stopped (or without a writer thread) before the buffer was written out.
+        shared.lock().stopped = true;
+        Batched(shared.clone()).write_all(b"newer\n").expect("written");
+        assert_eq!(*written.lock().expect("sink"), b"older\nnewer\n");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use crate::policy::testing::{deployment, destination_rule, object, service, snap
 
 /// Eight apps in four namespaces, each with a Service, Deployments v1 and v2,
 /// a DestinationRule and a VirtualService; app 3's route names a subset
-/// nobody defines, so the audit finds something from the start.
+/// nobody defines, so the audit finds something from the start; and an
+/// HTTPRoute whose parent is app 2's Service, routing to app 6.
 fn apps() -> Snapshot {
     let mut objects = Vec::new();
     for i in 0..8 {
@@ -18,6 +19,11 @@ fn apps() -> Snapshot {
         let split: &[(&str, i64)] = if i == 3 { &[("v1", 90), ("v9", 10)] } else { &[("v1", 90), ("v2", 10)] };
         objects.push(virtual_service(&ns, &app, &app, split));
     }
+    // Mesh routing with the Gateway API: the parent is a Service.
+    objects.push(object(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "split", "namespace": "ns-2"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "app-2"}],
+                 "rules": [{"backendRefs": [{"name": "app-6", "port": 9080}]}]}})));
     snapshot(objects)
 }
 
@@ -74,6 +80,14 @@ fn a_scoped_pass_finds_what_a_whole_one_does() {
             changed(&before, upsert(destination_rule("ns-3", "app-3", "app-3", &["v1", "v9"]))),
         ),
         ("a routed Service deleted", changed(&before, remove(Kind::Service, "ns-0", "app-4"))),
+        (
+            "the Service an HTTPRoute's parentRef names deleted",
+            changed(&before, remove(Kind::Service, "ns-2", "app-2")),
+        ),
+        ("a Service named like a missing parent", {
+            let without = changed(&before, remove(Kind::Service, "ns-2", "app-2"));
+            changed(&without, upsert(service("ns-2", "app-22", "app-22")))
+        }),
         ("a DestinationRule deleted", changed(&before, remove(Kind::DestinationRule, "ns-0", "app-0"))),
         (
             "a second VirtualService for a host",
