@@ -75,7 +75,9 @@ pub enum Target {
         kind: Kind,
         /// The new object (CREATE, UPDATE).
         object: Option<Object>,
-        /// The object as it was (UPDATE, DELETE).
+        /// The object as it was: for a DELETE, and for an UPDATE of a
+        /// DestinationRule or a Deployment (the only kinds whose old state
+        /// the policy compares; for other kinds it is present but not read).
         old: Option<Object>,
     },
     /// Anything else: allowed without a look, for the reason given.
@@ -151,10 +153,13 @@ struct WireRequest<'a> {
     operation: WireOperation,
     #[serde(default, borrow)]
     user_info: Option<WireUser<'a>>,
-    #[serde(default)]
-    object: Option<Value>,
-    #[serde(default)]
-    old_object: Option<Value>,
+    /// Kept as text until the kind and operation say it is read: the
+    /// `oldObject` of most UPDATEs, and both objects of an unhandled
+    /// resource, are checked for syntax and never built into a `Value`.
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
     #[serde(default)]
     dry_run: Option<bool>,
 }
@@ -319,6 +324,9 @@ fn target(request: &Request, wire: WireRequest<'_>) -> Result<Target, AdmissionE
         kind,
         field,
     };
+    // An UPDATE's old object matters only where the policy compares: the
+    // subsets a DestinationRule drops, the template a Deployment changes.
+    let reads_old = request.operation != Operation::Update || matches!(kind, Kind::DestinationRule | Kind::Deployment);
     let object = match (needs_object, wire.object) {
         (true, None) => return Err(missing("object")),
         (true, Some(raw)) => Some(read_object(request, kind, raw, "object")?),
@@ -326,8 +334,8 @@ fn target(request: &Request, wire: WireRequest<'_>) -> Result<Target, AdmissionE
     };
     let old = match (needs_old, wire.old_object) {
         (true, None) => return Err(missing("oldObject")),
-        (true, Some(raw)) => Some(read_object(request, kind, raw, "oldObject")?),
-        (false, _) => None,
+        (true, Some(raw)) if reads_old => Some(read_object(request, kind, raw, "oldObject")?),
+        _ => None,
     };
     Ok(Target::Handled { kind, object, old })
 }
@@ -335,8 +343,11 @@ fn target(request: &Request, wire: WireRequest<'_>) -> Result<Target, AdmissionE
 /// Reads `object` or `oldObject`; its kind must be the request's. An object
 /// created with `generateName` has no name yet: the request's name, or the
 /// prefix, stands in.
-fn read_object(request: &Request, kind: Kind, raw: Value, field: &'static str) -> Result<Object, AdmissionError> {
+fn read_object(request: &Request, kind: Kind, text: &RawValue, field: &'static str) -> Result<Object, AdmissionError> {
     let bad = |message: String| AdmissionError::BadObject { uid: request.uid.clone(), field, message };
+    // The text was checked as JSON with the rest of the body; only nesting
+    // deeper than serde_json's limit can fail here.
+    let raw: Value = serde_json::from_str(text.get()).map_err(|e| bad(e.to_string()))?;
     let has_name = raw.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
     let object = if has_name {
         Object::from_value(raw, &request.namespace)

@@ -294,3 +294,26 @@ fn the_snapshot_can_be_swapped() {
     source.store(Snapshot::for_policy(&policy));
     assert_eq!(a.review(Endpoint::Validate, &body).expect("ok").summary.decision, Decision::Denied);
 }
+
+#[test]
+fn an_update_reads_the_old_object_only_where_the_policy_compares() {
+    let decoded = |body: Vec<u8>| match decode::decode(&body).expect("a review").target {
+        decode::Target::Handled { old, .. } => old.map(|o| o.key.name),
+        other => panic!("not handled: {other:?}"),
+    };
+    let rule = |subsets: &[&str]| {
+        let subsets: Vec<Value> = subsets.iter().map(|s| json!({"name": s, "labels": {"version": s}})).collect();
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+               "metadata": {"name": "reviews", "namespace": "default"},
+               "spec": {"host": "reviews", "subsets": subsets}})
+    };
+    // A VirtualService's old state is judged by nothing: present, not read.
+    let body = review("UPDATE", "networking.istio.io", "virtualservices", vs("v1"), vs("v2"));
+    assert_eq!(decoded(body), None);
+    // A DestinationRule's is (the subsets it drops), and so is a Deployment's (its template).
+    let body = review("UPDATE", "networking.istio.io", "destinationrules", rule(&["v1"]), rule(&["v1", "v2"]));
+    assert_eq!(decoded(body).as_deref(), Some("reviews"));
+    let deployment = testing::deployment("default", "reviews-v1", "reviews", "v1").raw;
+    let body = review("UPDATE", "apps", "deployments", deployment.clone(), deployment);
+    assert_eq!(decoded(body).as_deref(), Some("reviews-v1"));
+}
