@@ -286,9 +286,9 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     paths.sort();
     paths.dedup();
     println!(
-        "  {} requests to the fake for the {REFUSALS} refusals (those of ns-0: {:?})",
+        "  {} requests to the fake for the {REFUSALS} refusals (those of ns-0 and outside the apps' namespaces: {:?})",
         reads.len(),
-        paths.iter().filter(|p| p.contains("/ns-0/")).collect::<Vec<_>>()
+        paths.iter().filter(|p| p.contains("/ns-0/") || !p.contains("/ns-")).collect::<Vec<_>>()
     );
 
     drop(ours);
