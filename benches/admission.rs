@@ -26,7 +26,7 @@ mod counting;
 #[path = "../examples/harness/mod.rs"]
 mod harness;
 
-use harness::{admission_review, deployment, destination_rule, virtual_service};
+use harness::{admission_review, deployment, destination_rule, mib, virtual_service};
 
 /// The loadgen's objects; under `cargo test` (no `--bench`) a tenth, to stay quick.
 fn objects() -> usize {
@@ -36,10 +36,6 @@ fn objects() -> usize {
 /// A review of the mix, encoded.
 fn review_body(uid: usize, operation: &str, object: &Value, old: Option<&Value>) -> Vec<u8> {
     serde_json::to_vec(&admission_review(uid, operation, object, old)).expect("encode review")
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 fn bench_reviews(c: &mut Criterion) {

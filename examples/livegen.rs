@@ -41,7 +41,8 @@ mod harness;
 
 use cluster_fake::{Fake, deployments, rules, services, virtual_services};
 use harness::{
-    Sender, admission_review, client_config, connect, cpu_time, free_addr, memory, send, spawn_with, wait_for_ready,
+    Sender, admission_review, client_config, connect, cpu_time, free_addr, memory, mib, send, spawn_with,
+    wait_for_ready,
 };
 
 const NAMESPACES: usize = 50;
@@ -333,8 +334,4 @@ fn print_latencies(name: &str, all: &[Duration], cpu: f64) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }

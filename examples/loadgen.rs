@@ -36,7 +36,7 @@ mod harness;
 
 use harness::{
     admission_review, client_config, connect, cpu_time, deployment, destination_rule, free_addr, memory, metric,
-    metrics_text, path, send, spawn, virtual_service, wait_for_ready, wait_for_tls, write_objects,
+    metrics_text, mib, path, send, spawn, virtual_service, wait_for_ready, wait_for_tls, write_objects,
 };
 
 const BARE_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true,"status":{"status":"Success"}}}"#;
@@ -115,7 +115,7 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     println!(
         "routeguard: ready in {:.1} s with the snapshot; RSS idle {:.1} MiB",
         load_time.as_secs_f64(),
-        idle.0 as f64 / 1024.0
+        mib(idle.0)
     );
     let our_run = closed_loop(addr, ours.0.id(), &tls, &mix, &options).await?;
     print_run("routeguard, closed loop (mix)", &our_run);
@@ -129,8 +129,8 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     println!(
         "routeguard memory with {} objects: VmRSS {:.1} MiB, VmHWM (peak) {:.1} MiB",
         options.objects,
-        rss as f64 / 1024.0,
-        hwm as f64 / 1024.0
+        mib(rss),
+        mib(hwm)
     );
     let objects_metric = metric(admin, "routeguard_snapshot_objects").await.unwrap_or_default();
     println!("routeguard_snapshot_objects {objects_metric}");

@@ -74,6 +74,11 @@ pub fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// KiB (as `memory` reports them) in MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
 /// VmRSS and VmHWM of a process, in KiB.
 pub fn memory(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -213,7 +213,7 @@ impl Request {
 /// Reads an AdmissionReview `admission.k8s.io/v1` body.
 pub fn decode(body: &[u8]) -> Result<Request, AdmissionError> {
     // One pass over the body when it is a well-formed review.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    if starts_an_object(body)
         && let Ok(review) = serde_json::from_slice::<Review<'_>>(body)
         && review.kind.as_deref() == Some(KIND)
         && review.api_version.as_deref() == Some(API_VERSION)
@@ -229,8 +229,7 @@ pub fn decode(body: &[u8]) -> Result<Request, AdmissionError> {
 /// that the error names the first thing wrong (a wrong `kind` before a bad
 /// request, a bad request with the `request: ` context).
 fn refusal(body: &[u8]) -> AdmissionError {
-    // serde reads a struct from an array too; an AdmissionReview is an object.
-    let not_object = || body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{');
+    let not_object = || !starts_an_object(body);
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(envelope) if !not_object() => envelope,
         Ok(_) => return AdmissionError::NotAReview("expected a JSON object".to_string()),
@@ -258,6 +257,12 @@ fn refusal(body: &[u8]) -> AdmissionError {
         // duplicate field can do that): still not a review to trust.
         Ok(_) => AdmissionError::NotAReview("the review could not be read".to_string()),
     }
+}
+
+/// True when the body's first non-blank byte opens a JSON object: serde
+/// reads a struct from an array too, and an AdmissionReview is an object.
+fn starts_an_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn json_error(e: &serde_json::Error, context: &str) -> AdmissionError {

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Kind, ObjectKey, Spec, selects};
+use crate::model::{Kind, ObjectKey, Spec};
 
 use super::engine::{AUDITED, Engine};
 use super::finding::{self, Finding, Severity};
@@ -101,6 +101,14 @@ fn scope(before: &Snapshot, previous: &Audited, after: &Snapshot) -> Option<BTre
     let mut touched = BTreeSet::new();
     let mut services_changed = false;
     for key in changed {
+        // Only these kinds reach a set of hosts; a change of any other makes the pass whole.
+        let hosts_only = matches!(
+            key.kind,
+            Kind::Service | Kind::Deployment | Kind::DestinationRule | Kind::ServiceEntry | Kind::VirtualService
+        );
+        if !hosts_only {
+            return None;
+        }
         if AUDITED.contains(&key.kind) {
             scope.insert(key.clone());
         }
@@ -108,8 +116,6 @@ fn scope(before: &Snapshot, previous: &Audited, after: &Snapshot) -> Option<BTre
         for snapshot in [before, after] {
             if let Some(entry) = snapshot.get(key) {
                 hosts_touched(snapshot, entry, &mut touched)?;
-            } else if matches!(key.kind, Kind::Namespace | Kind::Gateway | Kind::IstioGateway | Kind::ReferenceGrant) {
-                return None;
             }
         }
     }
@@ -141,21 +147,18 @@ fn hosts_touched(snapshot: &Snapshot, entry: &Entry, out: &mut BTreeSet<String>)
         }
         // The Services selecting its pods (before and after the change: both snapshots are asked).
         (Kind::Deployment, Some(Spec::Deployment(deployment))) => {
-            let labels = &deployment.template.metadata.labels;
-            let selecting = snapshot.in_namespace(Kind::Service, ns).filter(|service| {
-                matches!(service.spec(), Some(Spec::Service(spec)) if !spec.selector.is_empty() && selects(&spec.selector, labels))
-            });
-            out.extend(selecting.map(|s| hosts::service_host(s.name(), ns, domain)));
+            let selecting = snapshot.services_selecting(ns, &deployment.template.metadata.labels);
+            out.extend(selecting.map(|(s, _)| hosts::service_host(s.name(), ns, domain)));
         }
-        (Kind::Deployment, None) => {}
         (Kind::DestinationRule, Some(Spec::DestinationRule(rule))) if !rule.host.contains('*') => {
             out.insert(qualified(&rule.host));
         }
         (Kind::ServiceEntry, Some(Spec::ServiceEntry(se))) if !se.hosts.iter().any(|h| h.contains('*')) => {
             out.extend(se.hosts.iter().map(|h| h.to_ascii_lowercase()));
         }
+        // Bound to the mesh only (no gateways, or `mesh` alone).
         (Kind::VirtualService, Some(Spec::VirtualService(vs)))
-            if visibility::binds_mesh(vs) && vs.gateways.iter().all(|g| g == visibility::MESH_GATEWAY) =>
+            if vs.gateways.iter().all(|g| g == visibility::MESH_GATEWAY) =>
         {
             if vs.hosts.is_empty()
                 || vs.hosts.iter().any(|h| h.contains('*'))
@@ -166,7 +169,8 @@ fn hosts_touched(snapshot: &Snapshot, entry: &Entry, out: &mut BTreeSet<String>)
             out.extend(virtual_service_hosts(vs).chain(vs.hosts.iter().map(String::as_str)).map(qualified));
         }
         // A spec that does not parse is judged (RG100) but reaches nothing else.
-        (Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry, None) => {}
+        (_, None) => {}
+        // Gateway-bound, delegating or wildcard: not a set of hosts.
         _ => return None,
     }
     Some(())

@@ -44,11 +44,7 @@ fn deployment_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
     let labels = &spec.template.metadata.labels;
     let domain = ctx.snapshot.domain();
     let mut findings = Vec::new();
-    for service in ctx.snapshot.in_namespace(Kind::Service, old.namespace()) {
-        let Some(Spec::Service(svc)) = service.spec() else { continue };
-        if !selects(&svc.selector, labels) {
-            continue;
-        }
+    for (service, svc) in ctx.snapshot.services_selecting(old.namespace(), labels) {
         let host = hosts::service_host(service.name(), service.namespace(), domain);
         for route in ctx.snapshot.routes_to(&host) {
             // Pods this route's traffic needs: the Service's, narrowed by the subset's labels.

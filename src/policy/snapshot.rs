@@ -10,7 +10,7 @@ use std::sync::Arc;
 use imbl::{HashMap, OrdSet, Vector};
 use serde_json::Value;
 
-use crate::model::core::DeploymentSpec;
+use crate::model::core::{DeploymentSpec, ServiceSpec};
 use crate::model::gateway::{BackendRef, HttpRouteSpec};
 use crate::model::istio::{DestinationRuleSpec, Subset, VirtualServiceSpec};
 use crate::model::{Kind, Labels, Object, ObjectKey, Spec, marks, selects};
@@ -611,6 +611,19 @@ impl Snapshot {
     /// Deployments of a namespace, ordered by name.
     pub fn deployments(&self, namespace: &str) -> impl Iterator<Item = &Entry> {
         self.in_namespace(Kind::Deployment, namespace)
+    }
+
+    /// The Services of `namespace` whose selector selects pods labelled
+    /// `labels` (an empty selector selects nothing), with their specs.
+    pub fn services_selecting<'a>(
+        &'a self,
+        namespace: &'a str,
+        labels: &'a Labels,
+    ) -> impl Iterator<Item = (&'a Entry, &'a ServiceSpec)> + 'a {
+        self.in_namespace(Kind::Service, namespace).filter_map(move |service| match service.spec() {
+            Some(Spec::Service(spec)) if selects(&spec.selector, labels) => Some((service, spec)),
+            _ => None,
+        })
     }
 
     /// Deployments of a namespace whose pod template labels contain every

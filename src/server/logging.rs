@@ -72,7 +72,7 @@ pub fn init(format: LogFormat) -> LogGuard {
         // No thread: every line is written by its logger, at once (and what
         // was logged since `try_init` now).
         Err(_) => {
-            shared.lock().unbuffered = true;
+            shared.lock().stopped = true;
             shared.write_pending(&[]);
             LogGuard(None)
         }
@@ -103,8 +103,8 @@ impl std::fmt::Debug for Shared {
 #[derive(Debug, Default)]
 struct State {
     buffer: Vec<u8>,
+    /// No writer thread (stopped, or never started): loggers write at once.
     stopped: bool,
-    unbuffered: bool,
 }
 
 impl Shared {
@@ -169,7 +169,7 @@ impl<'a> MakeWriter<'a> for Batched {
 impl Write for Batched {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut state = self.0.lock();
-        if state.unbuffered || state.stopped {
+        if state.stopped {
             drop(state);
             self.0.write_pending(bytes);
             return Ok(bytes.len());

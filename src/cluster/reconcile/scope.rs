@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{Kind, ObjectKey, Spec, selects};
+use crate::model::{Kind, ObjectKey, Spec};
 use crate::policy::snapshot::{Entry, http_route_backends, virtual_service_hosts};
 use crate::policy::{Snapshot, hosts};
 
@@ -90,14 +90,8 @@ fn services_of(snapshot: &Snapshot, entry: &Entry, out: &mut BTreeSet<ObjectKey>
             }
         },
         (Kind::Deployment, Some(Spec::Deployment(deployment))) => {
-            let labels = &deployment.template.metadata.labels;
-            for service in snapshot.in_namespace(Kind::Service, ns) {
-                if let Some(Spec::Service(spec)) = service.spec()
-                    && !spec.selector.is_empty()
-                    && selects(&spec.selector, labels)
-                {
-                    out.insert(owning_service(service));
-                }
+            for (service, _) in snapshot.services_selecting(ns, &deployment.template.metadata.labels) {
+                out.insert(owning_service(service));
             }
         }
         (Kind::VirtualService, Some(Spec::VirtualService(vs))) => {

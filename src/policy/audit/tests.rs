@@ -137,6 +137,17 @@ fn an_unscoped_change_or_a_lost_log_judges_everything() {
     let scoped = both(&engine, &before, &after);
     assert!(scoped.whole());
     assert_eq!(scoped.judged(), all);
+    // A Gateway created and deleted again between two passes: in neither
+    // snapshot, but routes bound to it may have been judged meanwhile.
+    let gateway = object(json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "edge", "namespace": "ns-0"}, "spec": {"servers": []}}));
+    let key = gateway.key.clone();
+    let created = changed(&before, upsert(gateway));
+    let gone = changed(&created, move |s| {
+        s.remove(&key);
+        key
+    });
+    assert!(both(&engine, &before, &gone).whole());
     // A previous pass of another history: its revision is not `before`'s.
     let stale = engine.audit_all(&after);
     let again = engine.audit_since(&before, stale, &after);
