@@ -6,8 +6,10 @@
 
 pub mod core;
 pub(crate) mod defaults;
+mod fingerprint;
 pub mod gateway;
 pub mod istio;
+mod labels;
 pub(crate) mod marks;
 pub mod path;
 
@@ -16,6 +18,8 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use fingerprint::Fingerprint;
+pub use labels::Labels;
 pub use path::FieldPath;
 
 /// The kinds routeguard understands.
@@ -325,14 +329,11 @@ pub fn json_type(value: &Value) -> &'static str {
     }
 }
 
-/// Kubernetes labels or annotations, sorted by key.
-pub type Labels = std::collections::BTreeMap<String, String>;
-
 /// Reads a JSON map of strings, skipping values that are not strings.
 pub fn string_map(value: Option<&Value>) -> Labels {
     value
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.as_str(), s))).collect())
         .unwrap_or_default()
 }
 

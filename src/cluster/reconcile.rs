@@ -175,7 +175,7 @@ fn owner_references(input: Inputs<'_>, object: &Object) -> Vec<Value> {
                 .collect()
         }
         Kind::DestinationRule => {
-            let Some(source) = object.labels().get(SOURCE_SERVICE_LABEL).cloned() else { return Vec::new() };
+            let Some(source) = object.labels().get(SOURCE_SERVICE_LABEL).map(str::to_string) else { return Vec::new() };
             let key = ObjectKey { kind: Kind::Service, namespace: namespace.to_string(), name: source };
             input.snapshot.get(&key).and_then(|s| owner(&s.object(), "v1")).into_iter().collect()
         }

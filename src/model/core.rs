@@ -10,9 +10,30 @@ use super::Labels;
 #[serde(default, rename_all = "camelCase")]
 pub struct ServiceSpec {
     pub selector: Labels,
-    pub ports: Vec<Value>,
+    pub ports: Vec<ServicePort>,
     #[serde(rename = "type")]
     pub service_type: Option<String>,
+}
+
+/// One entry of `Service.spec.ports`: its number and name, `None` when
+/// missing or not of that type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicePort {
+    pub port: Option<i64>,
+    pub name: Option<Box<str>>,
+}
+
+impl<'de> Deserialize<'de> for ServicePort {
+    /// Lenient like the rest of the view: an entry of another shape is a port
+    /// without number, never an error. The `Value` is read only to pick the
+    /// two fields and then dropped; the snapshot keeps one of these per port.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ServicePort, D::Error> {
+        let entry = Value::deserialize(deserializer)?;
+        Ok(ServicePort {
+            port: entry.get("port").and_then(Value::as_i64),
+            name: entry.get("name").and_then(Value::as_str).map(Box::from),
+        })
+    }
 }
 
 /// `Deployment.spec`, only what routeguard reads.

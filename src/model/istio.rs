@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{FieldPath, Labels};
+use super::{FieldPath, Fingerprint, Labels};
 
 /// `VirtualService.spec`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -149,7 +149,7 @@ pub struct HttpMatch {
     pub query_params: BTreeMap<String, StringMatch>,
     pub without_headers: BTreeMap<String, StringMatch>,
     pub port: Option<i64>,
-    pub source_labels: BTreeMap<String, String>,
+    pub source_labels: Labels,
     pub gateways: Vec<String>,
     pub source_namespace: Option<String>,
     pub ignore_uri_case: Option<bool>,
@@ -270,9 +270,10 @@ pub struct DestinationRuleSpec {
     pub host: String,
     pub subsets: Vec<Subset>,
     pub export_to: Vec<String>,
-    pub workload_selector: Option<serde_json::Value>,
-    /// The top-level `trafficPolicy`, as written (RG113 only asks whether two differ).
-    pub traffic_policy: Option<serde_json::Value>,
+    /// Only whether it is set is read.
+    pub workload_selector: Option<serde::de::IgnoredAny>,
+    /// The top-level `trafficPolicy`: RG113 only asks whether two differ.
+    pub traffic_policy: Option<Fingerprint>,
 }
 
 /// One named subset of a DestinationRule.
@@ -299,4 +300,39 @@ pub fn raw_subset_name(subset: &serde_json::Value) -> Option<&str> {
 pub struct ServiceEntrySpec {
     pub hosts: Vec<String>,
     pub export_to: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule(spec: serde_json::Value) -> DestinationRuleSpec {
+        DestinationRuleSpec::deserialize(&spec).expect("spec")
+    }
+
+    #[test]
+    fn traffic_policies_compare_as_values_whatever_the_key_order() {
+        let a = rule(
+            json!({"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"simple": "LEAST_REQUEST"}}}),
+        );
+        let b = rule(
+            json!({"trafficPolicy": {"loadBalancer": {"simple": "LEAST_REQUEST"}, "tls": {"mode": "ISTIO_MUTUAL"}}}),
+        );
+        let c = rule(
+            json!({"trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}, "tls": {"mode": "ISTIO_MUTUAL"}}}),
+        );
+        assert!(a.traffic_policy.is_some());
+        assert_eq!(a.traffic_policy, b.traffic_policy);
+        assert_ne!(a.traffic_policy, c.traffic_policy);
+        assert_eq!(rule(json!({"trafficPolicy": null})).traffic_policy, None);
+        assert_eq!(rule(json!({})).traffic_policy, None);
+    }
+
+    #[test]
+    fn a_workload_selector_is_read_for_its_presence_only() {
+        assert!(rule(json!({"workloadSelector": {"matchLabels": {"app": "web"}}})).workload_selector.is_some());
+        assert!(rule(json!({"workloadSelector": null})).workload_selector.is_none());
+        assert!(rule(json!({})).workload_selector.is_none());
+    }
 }

@@ -18,5 +18,5 @@ pub const CANARY_ANNOTATION: &str = "routeguard.io/canary";
 
 /// True when routeguard manages the object (`app.kubernetes.io/managed-by: routeguard`).
 pub fn is_managed(object: &Object) -> bool {
-    object.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+    object.labels().get(MANAGED_BY_LABEL) == Some(MANAGED_BY)
 }

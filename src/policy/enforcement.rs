@@ -83,7 +83,7 @@ impl Mode {
         let (enforcement, origin) = match label.map(|value| (Enforcement::from_label(value), value)) {
             None => (policy.enforcement, Origin::Policy),
             Some((Some(enforcement), _)) => (enforcement, Origin::Label),
-            Some((None, value)) => (Enforcement::Deny, Origin::Unknown(value.clone())),
+            Some((None, value)) => (Enforcement::Deny, Origin::Unknown(value.to_string())),
         };
         Mode { enforcement, namespace: namespace.to_string(), origin }
     }

@@ -128,7 +128,7 @@ pub fn desired_for<'a>(ctx: Context<'_>, services: impl IntoIterator<Item = &'a 
 ///   Rollout), not one users split by version. Services routeguard manages
 ///   are never a source in the first place ([`crate::model::marks::is_managed`]).
 fn is_version_specific(service: &Object, selector: &Labels, version_label: &str) -> bool {
-    if selector.contains_key(version_label) || REVISION_HASH_LABELS.iter().any(|k| selector.contains_key(*k)) {
+    if selector.contains_key(version_label) || REVISION_HASH_LABELS.iter().any(|k| selector.contains_key(k)) {
         return true;
     }
     let owners = service.raw.pointer("/metadata/ownerReferences").and_then(Value::as_array);
@@ -177,14 +177,14 @@ fn versions(ctx: Context<'_>, namespace: &str, selector: &Labels) -> Versions {
     for deployment in ctx.snapshot.deployments_selected(namespace, selector) {
         let Some(labels) = deployment.deployment().map(|d| &d.template.metadata.labels) else { continue };
         let Some(version) = labels.get(key).filter(|v| is_dns1123_label(v)) else { continue };
-        found.versions.insert(version.clone());
+        found.versions.insert(version.to_string());
         if deployment.is_canary() {
-            canaries.insert(version.clone());
+            canaries.insert(version);
         }
     }
     // Two canary versions at once are ambiguous: no canary Service rather than a wrong one.
     if canaries.len() == 1 {
-        found.canary = canaries.pop_first();
+        found.canary = canaries.pop_first().map(str::to_string);
     }
     found
 }

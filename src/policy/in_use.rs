@@ -49,8 +49,8 @@ fn deployment_in_use(ctx: Context<'_>, old: &Object) -> Vec<Finding> {
         for route in ctx.snapshot.routes_to(&host) {
             // Pods this route's traffic needs: the Service's, narrowed by the subset's labels.
             let served_elsewhere = |subset_labels: Option<&Labels>| {
-                let mut wanted = svc.selector.clone();
-                wanted.extend(subset_labels.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+                // The subset's labels override the selector's, as a later insert would.
+                let wanted: Labels = svc.selector.iter().chain(subset_labels.into_iter().flatten()).collect();
                 !selects(&wanted, labels)
                     || ctx.snapshot.deployments_selected(old.namespace(), &wanted).iter().any(|d| *d.key() != old.key)
             };

@@ -3,8 +3,6 @@
 //! them), a port the Service does not expose goes nowhere (IST0101); an
 //! HTTPRoute backendRef to a Service must name a port the Service exposes.
 
-use serde_json::Value;
-
 use crate::model::{FieldPath, ObjectKey, Spec};
 
 use super::snapshot::Entry;
@@ -21,7 +19,7 @@ fn ports_of(service: &Entry) -> impl Iterator<Item = (i64, Option<&str>)> + '_ {
         Some(Spec::Service(spec)) => spec.ports.as_slice(),
         _ => &[],
     };
-    ports.iter().filter_map(|p| Some((p.get("port")?.as_i64()?, p.get("name").and_then(Value::as_str))))
+    ports.iter().filter_map(|p| Some((p.port?, p.name.as_deref())))
 }
 
 /// `80 (http), 9090 (grpc)`.

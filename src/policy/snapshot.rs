@@ -83,7 +83,7 @@ impl Entry {
         };
         let json = object.raw.to_string().into_boxed_str();
         let exports = exports_of(object, spec.as_ref());
-        let source = object.labels().get(marks::SOURCE_SERVICE_LABEL).map(|s| s.as_str().into());
+        let source = object.labels().get(marks::SOURCE_SERVICE_LABEL).map(Box::from);
         Entry(Arc::new(Stored { key: object.key.clone(), json, marks, source, spec, exports }))
     }
 

@@ -83,14 +83,12 @@ fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleS
                 ),
             ));
         }
-        let judged: Labels =
-            subset.labels.iter().filter(|(k, _)| !is_locality_label(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        let wanted: Labels = svc.selector.iter().chain(&judged).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let judged: Labels = subset.labels.iter().filter(|(k, _)| !is_locality_label(k)).collect();
+        let wanted: Labels = svc.selector.iter().chain(&judged).collect();
         if templates.iter().any(|(_, labels)| selects(&wanted, labels)) {
             continue;
         }
-        let found: BTreeSet<&str> =
-            templates.iter().filter_map(|(_, labels)| labels.get(label).map(String::as_str)).collect();
+        let found: BTreeSet<&str> = templates.iter().filter_map(|(_, labels)| labels.get(label)).collect();
         let found = if found.is_empty() {
             format!("no deployment behind service {} carries a {label} label", service.name())
         } else {

@@ -381,7 +381,7 @@ pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutatio
         set_entries(&object.raw, &["spec", "template", "metadata", "labels"], &entries, &mut ops);
     }
 
-    let own_label = object.labels().get(key).cloned();
+    let own_label = object.labels().get(key).map(str::to_string);
     if own_label.is_none() || (derived.is_some() && own_label.as_deref() != Some(value.as_str())) {
         set_entries(&object.raw, &["metadata", "labels"], &[(key, Value::String(value.clone()))], &mut ops);
     }

@@ -238,10 +238,7 @@ fn namespace_labels_follow_upserts_and_removals() {
     let mut snap = snapshot(vec![]);
     assert!(snap.namespace_labels("shop").is_none());
     snap.upsert(namespace(json!({"routeguard.io/enforcement": "warn"})));
-    assert_eq!(
-        snap.namespace_labels("shop").and_then(|l| l.get("routeguard.io/enforcement")).map(String::as_str),
-        Some("warn")
-    );
+    assert_eq!(snap.namespace_labels("shop").and_then(|l| l.get("routeguard.io/enforcement")), Some("warn"));
     snap.upsert(namespace(json!({})));
     assert!(snap.namespace_labels("shop").is_some_and(|l| l.is_empty()));
     snap.remove(&ObjectKey { kind: Kind::Namespace, namespace: String::new(), name: "shop".into() });

@@ -76,7 +76,7 @@ fn injects_the_image_tag() {
     let m = mutate(&policy(), &d, None);
     let out = applied(&d, &m);
     assert_eq!(template_label(&out, "version").as_deref(), Some("1-16-2"));
-    assert_eq!(out.labels().get("version").map(String::as_str), Some("1-16-2"));
+    assert_eq!(out.labels().get("version"), Some("1-16-2"));
     assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("image:app"));
     assert_eq!(m.findings.len(), 1);
     let f = &m.findings[0];
@@ -98,7 +98,7 @@ fn creates_missing_metadata_and_adds_app() {
     assert_eq!(template_label(&out, "version").as_deref(), Some("v1"));
     assert_eq!(template_label(&out, "app").as_deref(), Some("ratings"));
     assert_eq!(out.raw["spec"]["x-future"], 1);
-    assert_eq!(out.labels().get("version").map(String::as_str), Some("v1"));
+    assert_eq!(out.labels().get("version"), Some("v1"));
     assert_eq!(out.annotation(VERSION_SOURCE_ANNOTATION), Some("image:c"));
 }
 
@@ -362,7 +362,7 @@ fn the_version_annotation_relabels_an_injected_label_on_purpose() {
     let mutation = mutate(&policy(), &new, Some(&old));
     let after = applied(&new, &mutation);
     assert_eq!(template_label(&after, "version").as_deref(), Some("1-17-0"));
-    assert_eq!(after.labels().get("version").map(String::as_str), Some("1-17-0"));
+    assert_eq!(after.labels().get("version"), Some("1-17-0"));
     assert_eq!(after.annotation(VERSION_SOURCE_ANNOTATION), Some("annotation"));
     let codes: Vec<Code> = mutation.findings.iter().map(|f| f.code).collect();
     assert_eq!(codes, [Code::RG301]);

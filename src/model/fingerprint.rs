@@ -1,0 +1,161 @@
+//! A fingerprint of a JSON value, for telling whether two values are equal
+//! without keeping either.
+//!
+//! RG113 only asks whether two DestinationRules' `trafficPolicy` differ. A
+//! `serde_json::Value` of one costs a few hundred bytes and a dozen
+//! allocations in every snapshot entry; its fingerprint is 16 bytes, read in
+//! one pass over the input with no allocation.
+
+use std::fmt;
+use std::hash::{DefaultHasher, Hasher};
+
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// 128 bits of two keyed SipHashes over a JSON value. Maps are hashed
+/// regardless of their keys' order (as `Value`s compare them); numbers keep
+/// their type (`1` and `1.0` differ, as they do as `Value`s). Two different
+/// values collide with a chance of about 2^-128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(u128);
+
+/// One 128-bit hash of a tag and some bytes.
+fn hash(tag: u8, parts: &[&[u8]]) -> u128 {
+    let half = |seed: u8| {
+        let mut hasher = DefaultHasher::new();
+        hasher.write_u8(seed);
+        hasher.write_u8(tag);
+        for part in parts {
+            hasher.write_usize(part.len());
+            hasher.write(part);
+        }
+        hasher.finish()
+    };
+    u128::from(half(0)) | (u128::from(half(1)) << 64)
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fingerprint, D::Error> {
+        deserializer.deserialize_any(Reader)
+    }
+}
+
+struct Reader;
+
+impl<'de> DeserializeSeed<'de> for Reader {
+    type Value = Fingerprint;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Fingerprint, D::Error> {
+        deserializer.deserialize_any(Reader)
+    }
+}
+
+impl<'de> Visitor<'de> for Reader {
+    type Value = Fingerprint;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Fingerprint, E> {
+        Ok(Fingerprint(hash(b'n', &[])))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Fingerprint, E> {
+        Ok(Fingerprint(hash(b'b', &[&[u8::from(v)]])))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Fingerprint, E> {
+        Ok(Fingerprint(hash(b'u', &[&v.to_le_bytes()])))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Fingerprint, E> {
+        // serde_json gives non-negative integers as u64 whatever their source.
+        match u64::try_from(v) {
+            Ok(v) => Ok(Fingerprint(hash(b'u', &[&v.to_le_bytes()]))),
+            Err(_) => Ok(Fingerprint(hash(b'i', &[&v.to_le_bytes()]))),
+        }
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Fingerprint, E> {
+        Ok(Fingerprint(hash(b'f', &[&v.to_le_bytes()])))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Fingerprint, E> {
+        Ok(Fingerprint(hash(b's', &[v.as_bytes()])))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fingerprint, A::Error> {
+        // In order: each element folds into the hash of those before it.
+        let mut acc = hash(b'[', &[]);
+        while let Some(Fingerprint(item)) = seq.next_element_seed(Reader)? {
+            acc = hash(b',', &[&acc.to_le_bytes(), &item.to_le_bytes()]);
+        }
+        Ok(Fingerprint(acc))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fingerprint, A::Error> {
+        // Regardless of order: the entries' hashes are added up.
+        let (mut sum, mut len) = (0u128, 0u64);
+        while let Some(Fingerprint(key)) = map.next_key_seed(Reader)? {
+            let Fingerprint(value) = map.next_value_seed(Reader)?;
+            sum = sum.wrapping_add(hash(b':', &[&key.to_le_bytes(), &value.to_le_bytes()]));
+            len += 1;
+        }
+        Ok(Fingerprint(hash(b'{', &[&sum.to_le_bytes(), &len.to_le_bytes()])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn of(value: serde_json::Value) -> Fingerprint {
+        // Through the `&Value` deserializer (what typed specs use) and from text.
+        let from_value = Fingerprint::deserialize(&value).expect("fingerprint");
+        let from_text: Fingerprint = serde_json::from_str(&value.to_string()).expect("fingerprint");
+        assert_eq!(from_value, from_text, "{value}");
+        from_value
+    }
+
+    #[test]
+    fn equal_values_have_equal_fingerprints_whatever_the_key_order() {
+        let a = json!({"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"simple": "LEAST_REQUEST", "x": [1, 2]}});
+        let b = json!({"loadBalancer": {"x": [1, 2], "simple": "LEAST_REQUEST"}, "tls": {"mode": "ISTIO_MUTUAL"}});
+        assert_eq!(a, b);
+        assert_eq!(of(a), of(b));
+    }
+
+    #[test]
+    fn values_that_differ_as_values_differ() {
+        let distinct = [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(1),
+            json!(-1),
+            json!(1.0),
+            json!("1"),
+            json!(""),
+            json!([]),
+            json!({}),
+            json!([1, 2]),
+            json!([2, 1]),
+            json!([[1], 2]),
+            json!([1, [2]]),
+            json!({"a": 1, "b": 2}),
+            json!({"a": 2, "b": 1}),
+            json!({"a": {"b": 1}}),
+            json!({"a": {"b": 2}}),
+            json!({"a": 1}),
+            json!({"a": 1, "c": null}),
+        ];
+        for (i, a) in distinct.iter().enumerate() {
+            for b in &distinct[i + 1..] {
+                assert_ne!(a, b);
+                assert_ne!(of(a.clone()), of(b.clone()), "{a} and {b}");
+            }
+        }
+    }
+}
