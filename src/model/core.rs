@@ -72,3 +72,25 @@ pub struct Container {
     pub name: String,
     pub image: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn service_ports_keep_number_and_name_and_any_other_entry_is_a_port_without_number() {
+        let spec = ServiceSpec::deserialize(&json!({"ports": [
+            {"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"},
+            {"port": 9090},
+            "junk",
+            {"port": "80", "name": 5},
+        ]}))
+        .expect("a spec with odd port entries still reads");
+        let port = |port: Option<i64>, name: Option<&str>| ServicePort { port, name: name.map(Box::from) };
+        assert_eq!(
+            spec.ports,
+            vec![port(Some(80), Some("http")), port(Some(9090), None), port(None, None), port(None, None)]
+        );
+    }
+}

@@ -36,7 +36,7 @@ fn hash(tag: u8, parts: &[&[u8]]) -> u128 {
 
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fingerprint, D::Error> {
-        deserializer.deserialize_any(Reader)
+        Reader.deserialize(deserializer)
     }
 }
 

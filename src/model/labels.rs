@@ -32,13 +32,8 @@ impl Labels {
     }
 
     /// The pairs, sorted by key.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + ExactSizeIterator + Clone + '_ {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
-    }
-
-    /// The keys, sorted.
-    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.iter().map(|(k, _)| &**k)
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+        self.into_iter()
     }
 
     pub fn len(&self) -> usize {
@@ -52,12 +47,14 @@ impl Labels {
     /// Sets `key` to `value`, replacing an earlier value.
     pub fn insert(&mut self, key: impl Into<Box<str>>, value: impl Into<Box<str>>) {
         let (key, value) = (key.into(), value.into());
-        let mut pairs = std::mem::take(&mut self.0).into_vec();
-        match pairs.binary_search_by(|(k, _)| (**k).cmp(&*key)) {
-            Ok(i) => pairs[i].1 = value,
-            Err(i) => pairs.insert(i, (key, value)),
+        match self.find(&key) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => {
+                let mut pairs = std::mem::take(&mut self.0).into_vec();
+                pairs.insert(i, (key, value));
+                self.0 = pairs.into_boxed_slice();
+            }
         }
-        self.0 = pairs.into_boxed_slice();
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
