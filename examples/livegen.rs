@@ -20,7 +20,8 @@
 //! 4. makes 20 relevant changes (a new version of one app each) and reports
 //!    the CPU each cost and how long until its Service was generated;
 //! 5. times 200 refusals that take a second look (a subset no DestinationRule
-//!    defines: re-read from the fake, still refused).
+//!    defines: re-read from the fake, still refused), then the same reads
+//!    sent from this process with kube's client: the floor the fake sets.
 //!
 //! The fake answers from memory on the same 2 cores, so these are routeguard's
 //! own costs, not a real API server's (no etcd, no admission chain, no rate
@@ -292,9 +293,45 @@ async fn drive(options: Options) -> anyhow::Result<()> {
         paths.iter().filter(|p| p.contains("/ns-0/") || !p.contains("/ns-")).collect::<Vec<_>>()
     );
 
+    // The floor under those numbers: the same four reads of each refusal,
+    // from this process with kube's client, in parallel on warm connections.
+    let floor = same_reads_from_here(&fake, apps).await?;
+    print_latencies("  the same four reads from the harness (kube client, in parallel)", &floor, f64::NAN);
+
     drop(ours);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Per refusal, the time of the reads its second look makes (the app's
+/// Service, its namespace's Deployments and DestinationRules, the root
+/// namespace's DestinationRules), sent at once by the fake's own kube client.
+async fn same_reads_from_here(fake: &Fake, apps: usize) -> anyhow::Result<Vec<Duration>> {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+    let client = fake.client();
+    let resource = |group: &str, version: &str, kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    };
+    let service = resource("", "v1", "Service", "services");
+    let deployment = resource("apps", "v1", "Deployment", "deployments");
+    let rule = resource("networking.istio.io", "v1", "DestinationRule", "destinationrules");
+    let mut all = Vec::new();
+    for i in 0..REFUSALS {
+        let (ns, name) = app(i % apps);
+        let api = |r: &ApiResource, ns: &str| Api::<DynamicObject>::namespaced_with(client.clone(), ns, r);
+        let list = ListParams::default();
+        let (services, deployments) = (api(&service, &ns), api(&deployment, &ns));
+        let (rules, root_rules) = (api(&rule, &ns), api(&rule, "istio-system"));
+        let begun = Instant::now();
+        let (a, b, c, d) =
+            tokio::join!(services.get(&name), deployments.list(&list), rules.list(&list), root_rules.list(&list),);
+        all.push(begun.elapsed());
+        a?;
+        b?;
+        c?;
+        d?;
+    }
+    Ok(all)
 }
 
 /// Requests back to back on one connection for `duration`; each one's latency.

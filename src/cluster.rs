@@ -82,6 +82,7 @@ pub(crate) mod admit;
 pub mod audit;
 pub mod ca;
 pub mod controller;
+pub mod events;
 pub mod index;
 pub(crate) mod inventory;
 pub(crate) mod kinds;
@@ -95,11 +96,6 @@ pub mod selftls;
 pub mod watch;
 
 use std::time::Duration;
-
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Recorder, Reporter};
-
-use crate::model::ObjectKey;
 
 /// The field manager of every write routeguard makes.
 pub const FIELD_MANAGER: &str = "routeguard";
@@ -199,33 +195,6 @@ pub async fn config(context: &str) -> Result<kube::Config, ClusterError> {
 }
 
 /// A client for one configuration (tests point it at a fake API server).
-/// The Event recorder of routeguard's controllers, reporting from `identity`.
-pub(crate) fn recorder(client: &kube::Client, identity: &str) -> Recorder {
-    let reporter = Reporter { controller: "routeguard".to_string(), instance: Some(identity.to_string()) };
-    Recorder::new(client.clone(), reporter)
-}
-
-/// The object of an Event: `key` served as `api_version`.
-pub(crate) fn event_object(key: &ObjectKey, api_version: String, uid: Option<String>) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(api_version),
-        kind: Some(key.kind.as_str().to_string()),
-        name: Some(key.name.clone()),
-        namespace: Some(key.namespace.clone()),
-        uid,
-        ..ObjectReference::default()
-    }
-}
-
-/// `text` cut to the 1,000 bytes an Event's note may hold, on a character boundary.
-pub(crate) fn event_note(text: &str) -> String {
-    let mut end = text.len().min(1000);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
-}
-
 pub fn client_for(mut config: kube::Config) -> Result<kube::Client, ClusterError> {
     install_ring();
     // Watches are long requests with their own server-side timeout; every
@@ -257,18 +226,4 @@ pub fn identity() -> String {
     }
     let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{base}_{suffix}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_event_note_is_cut_on_a_character_boundary() {
-        let long = "é".repeat(600);
-        let note = event_note(&long);
-        assert_eq!(note.len(), 1000);
-        assert!(long.starts_with(&note));
-        assert_eq!(event_note("short"), "short");
-    }
 }

@@ -494,3 +494,54 @@ async fn a_bootstrap_writes_several_objects_at_once_within_a_bound() {
     assert!(peak > 1, "writes went one at a time");
     assert!(peak <= routeguard::cluster::controller::WRITES_IN_FLIGHT, "{peak} writes at once");
 }
+
+#[tokio::test]
+async fn a_repeated_event_patches_its_series_and_another_is_created() {
+    use routeguard::cluster::events::{self, Event, EventType, Recorder};
+    use routeguard::model::{Kind, ObjectKey};
+    let fake = Fake::start().await;
+    let recorder = Recorder::new(&fake.client(), "me");
+    let key = ObjectKey { kind: Kind::Service, namespace: "shop".into(), name: "reviews-v2".into() };
+    let regarding = events::object(&key, "v1".into(), Some("uid-1".into()));
+    let event = |reason: &str, note: &str| Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: "Apply".into(),
+        secondary: None,
+    };
+    recorder.publish(&event("Generated", "first"), &regarding).await.expect("create");
+    // The same Event with another note: the series of the first.
+    recorder.publish(&event("Generated", "second"), &regarding).await.expect("patch");
+    recorder.publish(&event("Generated", "third"), &regarding).await.expect("patch");
+    // Another reason: an Event of its own.
+    recorder.publish(&event("Pruned", "gone"), &regarding).await.expect("create");
+
+    let requests: Vec<Recorded> = fake.requests().into_iter().filter(|r| r.path.contains("/events")).collect();
+    let methods: Vec<&str> = requests.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["POST", "PATCH", "PATCH", "POST"], "{requests:#?}");
+    let created = &requests[0];
+    assert_eq!(created.path, "/apis/events.k8s.io/v1/namespaces/shop/events");
+    let name = created.body["metadata"]["name"].as_str().expect("name").to_string();
+    assert!(name.starts_with("reviews-v2."), "{name}");
+    assert_eq!(created.body["reason"], "Generated");
+    assert_eq!(created.body["note"], "first");
+    assert_eq!(created.body["type"], "Normal");
+    assert_eq!(created.body["action"], "Apply");
+    assert_eq!(created.body["reportingController"], "routeguard");
+    assert_eq!(created.body["reportingInstance"], "me");
+    assert_eq!(created.body["regarding"]["uid"], "uid-1");
+    assert_eq!(created.body["regarding"]["kind"], "Service");
+    assert!(created.body["eventTime"].is_string(), "{:?}", created.body);
+    assert_eq!(requests[1].path, format!("/apis/events.k8s.io/v1/namespaces/shop/events/{name}"));
+    assert!(requests[1].content_type.starts_with("application/merge-patch+json"), "{}", requests[1].content_type);
+    assert_eq!(requests[1].body["series"]["count"], 2);
+    assert_eq!(requests[2].body["series"]["count"], 3);
+    assert!(requests[2].body["series"]["lastObservedTime"].is_string());
+    // The stored Event carries the series; the other reason is a new name.
+    let stored = fake.get("/apis/events.k8s.io/v1/namespaces/shop/events", &name).expect("stored");
+    assert_eq!(stored["series"]["count"], 3);
+    assert_eq!(stored["note"], "first");
+    assert_ne!(requests[3].body["metadata"]["name"], name.as_str());
+    assert_eq!(recorder.remembered(), 2);
+}

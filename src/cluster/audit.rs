@@ -23,10 +23,10 @@ mod schedule;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::{self, Event, EventType, Recorder};
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::core::{DynamicObject, GroupVersionKind};
-use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::Value;
 use tokio::sync::watch as channel;
 use tokio::time::Instant;
@@ -136,7 +136,7 @@ impl Auditor {
         identity: &str,
         settings: AuditSettings,
     ) -> Auditor {
-        let recorder = super::recorder(&client, identity);
+        let recorder = Recorder::new(&client, identity);
         let events = Retries::new(Backoff::default(), settings.event_window);
         // An interval of zero would audit without pause.
         let settings = AuditSettings { interval: settings.interval.max(MIN_INTERVAL), ..settings };
@@ -339,8 +339,8 @@ impl Auditor {
             if !self.events.report(&resource.key, finding.code.as_str(), now) {
                 continue;
             }
-            let reference = super::event_object(&resource.key, resource.api_version.clone(), resource.uid.clone());
-            let note = super::event_note(&finding.summary());
+            let reference = events::object(&resource.key, resource.api_version.clone(), resource.uid.clone());
+            let note = events::note(&finding.summary());
             let event = Event {
                 type_: EventType::Warning,
                 reason: finding.code.as_str().to_string(),

@@ -18,11 +18,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::{self, Event, EventType, Recorder};
 use futures::StreamExt as _;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DynamicObject;
-use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::Value;
 use tokio::sync::watch as channel;
 use tokio::time::Instant;
@@ -34,7 +34,7 @@ use crate::policy::{Engine, Snapshot};
 use super::kinds::Served;
 use super::lease::Leadership;
 use super::metrics::{ClusterStatus, KindState};
-use super::reconcile::{self, Action, Inputs};
+use super::reconcile::{self, Action, Inputs, Settled};
 use super::retry::{self, Backoff, Retries};
 use super::{ClusterError, FIELD_MANAGER, within};
 
@@ -94,8 +94,8 @@ pub struct Controller {
     status: Arc<ClusterStatus>,
     leadership: Arc<Leadership>,
     recorder: Recorder,
-    /// Actions done lately, by object: (the action, when).
-    recent: HashMap<ObjectKey, (Action, Instant)>,
+    /// Actions done lately, by object: (what the action was, when).
+    recent: HashMap<ObjectKey, (Settled, Instant)>,
     /// Backoff of failed writes and the Warning Events reported, by object.
     retries: Retries<ObjectKey>,
     /// The snapshot the last pass reconciled: the next pass after a change
@@ -123,7 +123,7 @@ impl Controller {
         leadership: Arc<Leadership>,
         identity: &str,
     ) -> Controller {
-        let recorder = super::recorder(&client, identity);
+        let recorder = Recorder::new(&client, identity);
         let defaults = ControllerSettings::default();
         Controller {
             client,
@@ -265,7 +265,7 @@ impl Controller {
             {
                 continue;
             }
-            if self.recent.get(action.key()).is_some_and(|(done, _)| *done == action) {
+            if self.recent.get(action.key()).is_some_and(|(done, _)| *done == action.settled()) {
                 continue;
             }
             if !self.retries.due(action.key(), Instant::now()) {
@@ -327,7 +327,7 @@ impl Controller {
                     Action::Apply { .. } => outcome.applied += 1,
                 }
                 self.retries.succeeded(action.key());
-                self.recent.insert(action.key().clone(), (action, Instant::now()));
+                self.recent.insert(action.key().clone(), (action.settled(), Instant::now()));
             }
             Err(e) => {
                 outcome.failed += 1;
@@ -420,13 +420,13 @@ impl Controller {
             }
             _ => "v1".to_string(),
         };
-        let reference = super::event_object(key, api_version, uid);
+        let reference = events::object(key, api_version, uid);
         let action_name = match action {
             Action::Apply { .. } => "Apply",
             Action::PatchSubsets { .. } => "Patch",
             Action::Delete { .. } => "Delete",
         };
-        let note = super::event_note(&note);
+        let note = events::note(&note);
         let event = Event {
             type_: kind,
             reason: reason.to_string(),

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::istio::{raw_subset_name, raw_subsets};
 use crate::model::marks::{SOURCE_SERVICE_LABEL, is_managed};
-use crate::model::{Kind, Object, ObjectKey, string_map};
+use crate::model::{Fingerprint, Kind, Object, ObjectKey, string_map};
 use crate::policy::snapshot::Entry;
 use crate::policy::{Context, Policy, Snapshot, generate, hosts};
 
@@ -45,7 +45,31 @@ pub enum Action {
     Delete { key: ObjectKey, uid: Option<String>, resource_version: Option<String> },
 }
 
+/// An action as [`SETTLE`](super::controller) remembers it: fingerprints of
+/// its bodies, equal exactly when the actions are (the key aside). A
+/// bootstrap applies thousands of bodies of a few KB; keeping them until the
+/// next pass held megabytes for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Apply { body: Fingerprint, create: bool },
+    PatchSubsets(Fingerprint),
+    Delete(Fingerprint),
+}
+
 impl Action {
+    /// What remembering this action keeps.
+    pub fn settled(&self) -> Settled {
+        match self {
+            Action::Apply { body, create, .. } => Settled::Apply { body: Fingerprint::of(body), create: *create },
+            Action::PatchSubsets { patch, added, removed, .. } => {
+                Settled::PatchSubsets(Fingerprint::of(&json!([patch, added, removed])))
+            }
+            Action::Delete { uid, resource_version, .. } => {
+                Settled::Delete(Fingerprint::of(&json!([uid, resource_version])))
+            }
+        }
+    }
+
     /// The object the action is about.
     pub fn key(&self) -> &ObjectKey {
         match self {

@@ -1,6 +1,8 @@
 //! Lenient typed views of core/v1 Service and apps/v1 Deployment.
 
-use serde::Deserialize;
+use std::marker::PhantomData;
+
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::Labels;
@@ -58,11 +60,13 @@ pub struct TemplateMeta {
     pub labels: Labels,
 }
 
-/// `spec.template.spec`, only the containers.
+/// `spec.template.spec`: the containers' shape is checked (a wrong one is
+/// RG100), nothing is kept. A version derived from an image is derived at
+/// admission, from the request's own object; the snapshot never reads them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct PodSpec {
-    pub containers: Vec<Container>,
+    pub containers: Checked<Vec<Container>>,
 }
 
 /// A container's name and image.
@@ -71,6 +75,16 @@ pub struct PodSpec {
 pub struct Container {
     pub name: String,
     pub image: String,
+}
+
+/// A field read as `T` for its shape only, and dropped: it costs no memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checked<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Checked<T>, D::Error> {
+        T::deserialize(deserializer).map(|_| Checked(PhantomData))
+    }
 }
 
 #[cfg(test)]
@@ -92,5 +106,18 @@ mod tests {
             spec.ports,
             vec![port(Some(80), Some("http")), port(Some(9090), None), port(None, None), port(None, None)]
         );
+    }
+
+    #[test]
+    fn a_deployment_keeps_no_container_but_still_checks_their_shape() {
+        assert_eq!(std::mem::size_of::<PodSpec>(), 0);
+        let spec = |containers: serde_json::Value| {
+            DeploymentSpec::deserialize(&json!({"template": {"metadata": {"labels": {"app": "a"}},
+                "spec": {"containers": containers}}}))
+        };
+        let read = spec(json!([{"name": "app", "image": "a:1", "ports": [{"containerPort": 80}]}])).expect("spec");
+        assert_eq!(read.template.metadata.labels.get("app"), Some("a"));
+        assert!(spec(json!([{"name": 5}])).is_err(), "a container name that is not a string");
+        assert!(spec(json!("junk")).is_err(), "containers that are not a list");
     }
 }

@@ -34,6 +34,64 @@ fn hash(tag: u8, parts: &[&[u8]]) -> u128 {
     u128::from(half(0)) | (u128::from(half(1)) << 64)
 }
 
+impl Fingerprint {
+    /// The fingerprint of a parsed value: the same as reading its text.
+    pub fn of(value: &serde_json::Value) -> Fingerprint {
+        use serde_json::Value;
+        match value {
+            Value::Null => Fingerprint(hash(b'n', &[])),
+            Value::Bool(b) => Fingerprint(hash(b'b', &[&[u8::from(*b)]])),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => unsigned(u),
+                (None, Some(i)) => signed(i),
+                (None, None) => float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => string(s),
+            Value::Array(items) => Fingerprint(items.iter().map(Fingerprint::of).fold(SEQ_START, push)),
+            Value::Object(map) => {
+                let sum = map.iter().map(|(k, v)| entry(string(k), Fingerprint::of(v))).fold(0, u128::wrapping_add);
+                close_map(sum, map.len() as u64)
+            }
+        }
+    }
+}
+
+fn unsigned(v: u64) -> Fingerprint {
+    Fingerprint(hash(b'u', &[&v.to_le_bytes()]))
+}
+
+fn signed(v: i64) -> Fingerprint {
+    // serde_json gives non-negative integers as u64 whatever their source.
+    match u64::try_from(v) {
+        Ok(v) => unsigned(v),
+        Err(_) => Fingerprint(hash(b'i', &[&v.to_le_bytes()])),
+    }
+}
+
+fn float(v: f64) -> Fingerprint {
+    Fingerprint(hash(b'f', &[&v.to_le_bytes()]))
+}
+
+fn string(v: &str) -> Fingerprint {
+    Fingerprint(hash(b's', &[v.as_bytes()]))
+}
+
+/// A list folds each element, in order, into the hash of those before it.
+const SEQ_START: u128 = 0x5b;
+
+fn push(acc: u128, Fingerprint(item): Fingerprint) -> u128 {
+    hash(b',', &[&acc.to_le_bytes(), &item.to_le_bytes()])
+}
+
+/// A map adds up its entries' hashes: the same whatever their order.
+fn entry(Fingerprint(key): Fingerprint, Fingerprint(value): Fingerprint) -> u128 {
+    hash(b':', &[&key.to_le_bytes(), &value.to_le_bytes()])
+}
+
+fn close_map(sum: u128, len: u64) -> Fingerprint {
+    Fingerprint(hash(b'{', &[&sum.to_le_bytes(), &len.to_le_bytes()]))
+}
+
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fingerprint, D::Error> {
         Reader.deserialize(deserializer)
@@ -58,51 +116,44 @@ impl<'de> Visitor<'de> for Reader {
     }
 
     fn visit_unit<E>(self) -> Result<Fingerprint, E> {
-        Ok(Fingerprint(hash(b'n', &[])))
+        Ok(Fingerprint::of(&serde_json::Value::Null))
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Fingerprint, E> {
-        Ok(Fingerprint(hash(b'b', &[&[u8::from(v)]])))
+        Ok(Fingerprint::of(&serde_json::Value::Bool(v)))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Fingerprint, E> {
-        Ok(Fingerprint(hash(b'u', &[&v.to_le_bytes()])))
+        Ok(unsigned(v))
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Fingerprint, E> {
-        // serde_json gives non-negative integers as u64 whatever their source.
-        match u64::try_from(v) {
-            Ok(v) => Ok(Fingerprint(hash(b'u', &[&v.to_le_bytes()]))),
-            Err(_) => Ok(Fingerprint(hash(b'i', &[&v.to_le_bytes()]))),
-        }
+        Ok(signed(v))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Fingerprint, E> {
-        Ok(Fingerprint(hash(b'f', &[&v.to_le_bytes()])))
+        Ok(float(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Fingerprint, E> {
-        Ok(Fingerprint(hash(b's', &[v.as_bytes()])))
+        Ok(string(v))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fingerprint, A::Error> {
-        // In order: each element folds into the hash of those before it.
-        let mut acc = hash(b'[', &[]);
-        while let Some(Fingerprint(item)) = seq.next_element_seed(Reader)? {
-            acc = hash(b',', &[&acc.to_le_bytes(), &item.to_le_bytes()]);
+        let mut acc = SEQ_START;
+        while let Some(item) = seq.next_element_seed(Reader)? {
+            acc = push(acc, item);
         }
         Ok(Fingerprint(acc))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fingerprint, A::Error> {
-        // Regardless of order: the entries' hashes are added up.
         let (mut sum, mut len) = (0u128, 0u64);
-        while let Some(Fingerprint(key)) = map.next_key_seed(Reader)? {
-            let Fingerprint(value) = map.next_value_seed(Reader)?;
-            sum = sum.wrapping_add(hash(b':', &[&key.to_le_bytes(), &value.to_le_bytes()]));
+        while let Some(key) = map.next_key_seed(Reader)? {
+            sum = sum.wrapping_add(entry(key, map.next_value_seed(Reader)?));
             len += 1;
         }
-        Ok(Fingerprint(hash(b'{', &[&sum.to_le_bytes(), &len.to_le_bytes()])))
+        Ok(close_map(sum, len))
     }
 }
 
@@ -116,6 +167,7 @@ mod tests {
         let from_value = Fingerprint::deserialize(&value).expect("fingerprint");
         let from_text: Fingerprint = serde_json::from_str(&value.to_string()).expect("fingerprint");
         assert_eq!(from_value, from_text, "{value}");
+        assert_eq!(Fingerprint::of(&value), from_value, "{value}");
         from_value
     }
 

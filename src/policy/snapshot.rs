@@ -262,7 +262,9 @@ impl<'a> Resolution<'a> {
 pub struct Snapshot {
     domain: String,
     root_namespace: String,
-    entries: HashMap<ObjectKey, Entry>,
+    /// Every entry, found by its key (a set keyed by the entry's own key:
+    /// a map from a cloned `ObjectKey` held a second copy of every key).
+    entries: HashMap<ByKey, ()>,
     services: HashMap<String, Entry>,
     entry_hosts: HashMap<String, Keys>,
     entry_wildcards: HashMap<String, Keys>,
@@ -380,13 +382,13 @@ impl Snapshot {
             self.namespace_labels.insert(key.name.clone(), Arc::new(object.labels()));
         }
         self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(ByKey(entry.clone()));
-        self.entries.insert(entry.key().clone(), entry);
+        self.entries.insert(ByKey(entry), ());
         old
     }
 
     /// Removes an object, returning its entry.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
-        let entry = self.entries.remove(key)?;
+        let (ByKey(entry), ()) = self.entries.remove_with_key(key)?;
         if key.kind == Kind::Namespace {
             self.namespace_labels.remove(&key.name);
         }
@@ -404,7 +406,7 @@ impl Snapshot {
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
-        self.entries.get(key)
+        self.entries.get_key_value(key).map(|(found, ())| &found.0)
     }
 
     /// The labels of the Namespace called `name`; `None` when the snapshot
@@ -415,7 +417,7 @@ impl Snapshot {
 
     /// Every object, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.entries.keys().map(|found| &found.0)
     }
 
     /// Objects of one kind in one namespace, ordered by name.

@@ -504,15 +504,17 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
             let limit = param("limit").and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0);
             let skip = param("continue").and_then(|v| percent_decode(v).parse::<usize>().ok()).unwrap_or(0);
             let state = lock(&fake.state);
+            // The store is ordered by (prefix, plural, namespace, name): a
+            // list reads its own range, as a real API server's watch cache
+            // does not scan every kind either.
+            let from = (prefix.clone(), plural.clone(), namespace.clone(), String::new());
             let all: Vec<Value> = state
                 .objects
-                .iter()
-                .filter(|((p, pl, ns, n), _)| {
-                    *p == prefix
-                        && *pl == plural
-                        && (namespace.is_empty() || *ns == namespace)
-                        && only.as_ref().is_none_or(|o| o == n)
+                .range(from..)
+                .take_while(|((p, pl, ns, _), _)| {
+                    *p == prefix && *pl == plural && (namespace.is_empty() || *ns == namespace)
                 })
+                .filter(|((_, _, _, n), _)| only.as_ref().is_none_or(|o| o == n))
                 .map(|(_, v)| {
                     // List items carry no apiVersion and kind, as from a real API server.
                     let mut v = v.clone();

@@ -377,3 +377,33 @@ fn the_log_forgets_old_changes_and_says_so() {
     assert_eq!(snapshot.changes_since(snapshot.revision() - 3).map(Iterator::count), Some(3));
     assert!(snapshot.changes_since(snapshot.revision() + 1).is_none());
 }
+
+#[test]
+fn settled_actions_are_equal_exactly_when_the_actions_are() {
+    let actions = run(reviews());
+    let Some(Action::Apply { key, body, .. }) = actions.first().cloned() else { panic!("{actions:?}") };
+    let mut changed = body.clone();
+    changed["metadata"]["labels"]["extra"] = json!("x");
+    let mut variants = actions.clone();
+    variants.extend([
+        Action::Apply { key: key.clone(), body: changed, create: true },
+        Action::Apply { key: key.clone(), body: body.clone(), create: false },
+        Action::Apply { key: key.clone(), body, create: true },
+        Action::Delete { key: key.clone(), uid: Some("u".into()), resource_version: Some("1".into()) },
+        Action::Delete { key: key.clone(), uid: Some("u".into()), resource_version: Some("2".into()) },
+        Action::Delete { key: key.clone(), uid: None, resource_version: Some("1".into()) },
+    ]);
+    let patch = json!([{"op": "add", "path": "/spec/subsets/-", "value": {"name": "v2"}}]);
+    for (added, removed) in [(vec!["v2".to_string()], vec![]), (vec![], vec!["v2".to_string()])] {
+        variants.push(Action::PatchSubsets { key: key.clone(), patch: patch.clone(), added, removed });
+    }
+    let mut pairs = 0;
+    for a in &variants {
+        for b in variants.iter().filter(|b| b.key() == a.key()) {
+            // The key is the map's key, not part of what is remembered.
+            assert_eq!(a.settled() == b.settled(), a == b, "{a:?} / {b:?}");
+            pairs += 1;
+        }
+    }
+    assert!(pairs > variants.len() + 20, "{pairs} pairs");
+}
