@@ -222,9 +222,9 @@ async fn a_removed_crd_empties_its_kind_and_is_looked_up_again() {
 }
 
 #[tokio::test]
-async fn status_and_unread_annotations_wake_no_one() {
+async fn status_unread_annotations_and_pod_specs_wake_no_one() {
     // A busy cluster updates Deployment statuses all the time; kubectl rewrites
-    // its last-applied annotation. Neither changes what routeguard reads: the
+    // its last-applied annotation; a rollout changes images. None changes what routeguard reads: the
     // index takes the new resourceVersion, but publishes no change (so the
     // controller does not reconcile).
     let fake = Fake::start().await;
@@ -244,6 +244,9 @@ async fn status_and_unread_annotations_wake_no_one() {
     let first = version(&index);
     for i in 0..20 {
         reviews["status"] = json!({"observedGeneration": 1, "readyReplicas": i});
+        // A rollout of a new image: the pod spec is not read either.
+        reviews["spec"]["template"]["spec"]["containers"][0]["image"] = json!(format!("example/reviews:1.{i}"));
+        reviews["metadata"]["generation"] = json!(i + 2);
         reviews["metadata"]["annotations"] =
             json!({"kubectl.kubernetes.io/last-applied-configuration": format!("{{\"n\":{i}}}")});
         fake.put(&cluster_fake::deployments("shop"), reviews.clone());
@@ -251,6 +254,8 @@ async fn status_and_unread_annotations_wake_no_one() {
     assert!(fake.eventually(WAIT, || version(&index) != first).await, "the new resourceVersion is stored");
     let stored = index.live.current().get(&key(Kind::Deployment, "shop", "reviews-v1")).expect("stored").raw();
     assert!(stored.get("status").is_none() && stored["metadata"].get("annotations").is_none(), "{stored}");
+    assert!(stored["spec"]["template"].get("spec").is_none(), "no pod spec kept: {stored}");
+    assert_eq!(stored["spec"]["template"]["metadata"]["labels"]["version"], "v1", "{stored}");
     assert_eq!(*index.publishes.borrow(), before, "no change published");
     // A label is read (selectors): that change is published.
     reviews["metadata"]["labels"] = json!({"app": "reviews", "tier": "web"});

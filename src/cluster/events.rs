@@ -131,7 +131,7 @@ impl Recorder {
     async fn create(&self, event: &Event, regarding: &ObjectReference) -> Result<String, kube::Error> {
         let now = Timestamp::now();
         let namespace = namespace_of(regarding);
-        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or("routeguard"), now.as_nanosecond());
+        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(super::FIELD_MANAGER), now.as_nanosecond());
         let body = K8sEvent {
             action: Some(event.action.clone()),
             reason: Some(event.reason.clone()),

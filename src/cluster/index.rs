@@ -212,7 +212,7 @@ impl Stream {
 
     fn convert(&self, object: DynamicObject) -> Option<Object> {
         let name = object.metadata.name.clone().unwrap_or_default();
-        match kinds::to_object(&self.served, object) {
+        match kinds::to_indexed_object(&self.served, object) {
             Ok(object) if self.scope.contains(&object.key) => Some(object),
             Ok(object) => {
                 tracing::debug!(object = %object.key, scope = %self.scope, "object outside the watched scope; ignored");

@@ -106,6 +106,23 @@ pub fn to_object(served: &Served, object: DynamicObject) -> Result<Object, Model
     Object::from_value(raw, "")
 }
 
+/// [`to_object`] for the live index, which also drops a Deployment's pod
+/// spec (`spec.template.spec`, often most of the object): generation, the
+/// rules and the controller read only its template's labels and its uid. A
+/// rollout that only changes images is then bookkeeping for the index (no
+/// reconcile, no audit), and a cluster's large pod specs cost no memory.
+/// `check --cluster` reads through [`to_object`]: it judges a Deployment
+/// file's UPDATE against the cluster's, whose template the mutation compares.
+pub fn to_indexed_object(served: &Served, mut object: DynamicObject) -> Result<Object, ModelError> {
+    // Before the copy `to_object` makes: the pod spec is never copied.
+    if served.kind == Kind::Deployment
+        && let Some(template) = object.data.pointer_mut("/spec/template").and_then(Value::as_object_mut)
+    {
+        template.remove("spec");
+    }
+    to_object(served, object)
+}
+
 /// The annotation prefixes routeguard reads (its own, and Istio's
 /// `networking.istio.io/exportTo`); the index keeps no other annotation.
 pub const READ_ANNOTATION_PREFIXES: [&str; 2] = ["routeguard.io/", "networking.istio.io/"];

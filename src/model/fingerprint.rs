@@ -69,6 +69,8 @@ fn signed(v: i64) -> Fingerprint {
 }
 
 fn float(v: f64) -> Fingerprint {
+    // -0.0 == 0.0 as `Value`s compare them; their bytes differ.
+    let v = if v == 0.0 { 0.0 } else { v };
     Fingerprint(hash(b'f', &[&v.to_le_bytes()]))
 }
 
@@ -177,6 +179,10 @@ mod tests {
         let b = json!({"loadBalancer": {"x": [1, 2], "simple": "LEAST_REQUEST"}, "tls": {"mode": "ISTIO_MUTUAL"}});
         assert_eq!(a, b);
         assert_eq!(of(a), of(b));
+        // Negative zero equals zero as a `Value`, and so as a fingerprint.
+        let (zero, negative) = (json!({"w": 0.0}), json!({"w": -0.0}));
+        assert_eq!(zero, negative);
+        assert_eq!(of(zero), of(negative));
     }
 
     #[test]
