@@ -229,6 +229,39 @@ mod tests {
     }
 
     #[test]
+    fn the_index_drops_a_deployments_pod_spec_only() {
+        let served = Served::new(Kind::Deployment, "v1");
+        let dynamic: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "reviews-v1", "namespace": "shop", "uid": "u", "managedFields": [{}],
+                         "labels": {"app": "reviews"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "reviews"}},
+                     "template": {"metadata": {"labels": {"app": "reviews", "version": "v1"}},
+                                  "spec": {"containers": [{"name": "app", "image": "reviews:1"}]}}},
+            "status": {"readyReplicas": 2}
+        }))
+        .expect("dynamic");
+        let whole = to_object(&served, dynamic.clone()).expect("object");
+        assert_eq!(
+            whole.raw["spec"]["template"]["spec"]["containers"][0]["image"], "reviews:1",
+            "check reads it whole"
+        );
+        let indexed = to_indexed_object(&served, dynamic).expect("object");
+        let mut expected = whole.raw;
+        expected["spec"]["template"].as_object_mut().map(|t| t.remove("spec"));
+        assert_eq!(indexed.raw, expected);
+        assert_eq!(indexed.raw["spec"]["template"]["metadata"]["labels"]["version"], "v1");
+        // Other kinds keep their spec whole.
+        let service: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"template": {"spec": "kept"}, "selector": {"app": "reviews"}}
+        }))
+        .expect("dynamic");
+        let service = to_indexed_object(&Served::new(Kind::Service, "v1"), service).expect("object");
+        assert_eq!(service.raw["spec"]["template"]["spec"], "kept");
+    }
+
+    #[test]
     fn served_resource_and_object() {
         let served = Served::new(Kind::DestinationRule, "v1beta1");
         assert_eq!(served.api_version(), "networking.istio.io/v1beta1");
