@@ -324,7 +324,7 @@ async fn same_reads_from_here(fake: &Fake, apps: usize) -> anyhow::Result<Vec<Du
         let (rules, root_rules) = (api(&rule, &ns), api(&rule, "istio-system"));
         let begun = Instant::now();
         let (a, b, c, d) =
-            tokio::join!(services.get(&name), deployments.list(&list), rules.list(&list), root_rules.list(&list),);
+            tokio::join!(services.get(&name), deployments.list(&list), rules.list(&list), root_rules.list(&list));
         all.push(begun.elapsed());
         a?;
         b?;

@@ -23,7 +23,6 @@ mod schedule;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::events::{self, Event, EventType, Recorder};
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::core::{DynamicObject, GroupVersionKind};
@@ -35,6 +34,7 @@ use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::ObjectKey;
 use crate::policy::{Audited, Engine, Finding, Snapshot};
 
+use super::events::{self, Event, EventType, Recorder};
 use super::lease::Leadership;
 use super::metrics::ClusterStatus;
 use super::retry::{Backoff, Retries};

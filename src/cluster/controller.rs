@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::events::{self, Event, EventType, Recorder};
 use futures::StreamExt as _;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
@@ -31,6 +30,7 @@ use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::{Kind, ObjectKey};
 use crate::policy::{Engine, Snapshot};
 
+use super::events::{self, Event, EventType, Recorder};
 use super::kinds::Served;
 use super::lease::Leadership;
 use super::metrics::{ClusterStatus, KindState};

@@ -39,8 +39,8 @@ impl Fingerprint {
     pub fn of(value: &serde_json::Value) -> Fingerprint {
         use serde_json::Value;
         match value {
-            Value::Null => Fingerprint(hash(b'n', &[])),
-            Value::Bool(b) => Fingerprint(hash(b'b', &[&[u8::from(*b)]])),
+            Value::Null => null(),
+            Value::Bool(b) => boolean(*b),
             Value::Number(n) => match (n.as_u64(), n.as_i64()) {
                 (Some(u), _) => unsigned(u),
                 (None, Some(i)) => signed(i),
@@ -54,6 +54,14 @@ impl Fingerprint {
             }
         }
     }
+}
+
+fn null() -> Fingerprint {
+    Fingerprint(hash(b'n', &[]))
+}
+
+fn boolean(v: bool) -> Fingerprint {
+    Fingerprint(hash(b'b', &[&[u8::from(v)]]))
 }
 
 fn unsigned(v: u64) -> Fingerprint {
@@ -118,11 +126,11 @@ impl<'de> Visitor<'de> for Reader {
     }
 
     fn visit_unit<E>(self) -> Result<Fingerprint, E> {
-        Ok(Fingerprint::of(&serde_json::Value::Null))
+        Ok(null())
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Fingerprint, E> {
-        Ok(Fingerprint::of(&serde_json::Value::Bool(v)))
+        Ok(boolean(v))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Fingerprint, E> {
