@@ -545,3 +545,34 @@ async fn a_repeated_event_patches_its_series_and_another_is_created() {
     assert_ne!(requests[3].body["metadata"]["name"], name.as_str());
     assert_eq!(recorder.remembered(), 2);
 }
+
+/// Applies of reviews-v1's Service when the watch never brings it back
+/// (Services are muted) and a second version arrives afterwards: the
+/// controller's `settle` alone keeps the first write from being repeated.
+async fn v1_applies_with(settle: Duration) -> usize {
+    let fake = Fake::start().await;
+    shop(&fake);
+    fake.mute_watch("services");
+    let mut settings = settings("me");
+    settings.controller.settle = settle;
+    let live = Live::start(fake.client(), Arc::new(Engine::default()), settings);
+    let v1 = "/api/v1/namespaces/shop/services/reviews-v1";
+    let v2 = "/api/v1/namespaces/shop/services/reviews-v2";
+    let count = |path: &str| applies(&fake).iter().filter(|r| r.path == path).count();
+    assert!(fake.eventually(WAIT, || count(v1) >= 1).await, "{:?}", fake.requests());
+    fake.put(&deployments("shop"), deployment("reviews-v2", "shop", "reviews", "v2"));
+    assert!(fake.eventually(WAIT, || count(v2) >= 1).await, "{:?}", fake.requests());
+    // Quiescent: every apply the fake answered is counted by the controller.
+    let answered = || applies(&fake).len() as u64;
+    assert!(fake.eventually(WAIT, || metric(&live, "routeguard_cluster_applied_total") == answered()).await);
+    // Past a debounce and a pass more, so a repeat would have happened.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    count(v1)
+}
+
+#[tokio::test]
+async fn a_write_the_watch_has_not_brought_back_is_not_repeated_while_it_settles() {
+    assert_eq!(v1_applies_with(Duration::from_secs(60)).await, 1);
+    // The same run without settling repeats it: the test sees the difference.
+    assert!(v1_applies_with(Duration::ZERO).await >= 2);
+}

@@ -40,8 +40,6 @@ use super::{ClusterError, FIELD_MANAGER, within};
 
 /// How long one write may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// An action that succeeded is not repeated for this long (the watch catches up meanwhile).
-const SETTLE: Duration = Duration::from_secs(3);
 /// Writes in flight at once. kube's client has no rate limiter of its own;
 /// this bound keeps the API server's priority and fairness queue for
 /// routeguard short while a bootstrap of thousands of objects goes quickly.
@@ -60,6 +58,9 @@ pub struct ControllerSettings {
     pub retry: Backoff,
     /// At most one Warning Event per object and reason in this window.
     pub event_window: Duration,
+    /// A write that succeeded is not repeated for this long: the watch
+    /// brings it meanwhile, and until then the index still shows the old state.
+    pub settle: Duration,
 }
 
 impl Default for ControllerSettings {
@@ -70,6 +71,7 @@ impl Default for ControllerSettings {
             resync: Duration::from_secs(60),
             retry: Backoff::default(),
             event_window: Duration::from_secs(600),
+            settle: Duration::from_secs(3),
         }
     }
 }
@@ -94,8 +96,10 @@ pub struct Controller {
     status: Arc<ClusterStatus>,
     leadership: Arc<Leadership>,
     recorder: Recorder,
-    /// Actions done lately, by object: (what the action was, when).
+    /// Actions done lately, by object: (what the action was, when); kept for
+    /// [`ControllerSettings::settle`].
     recent: HashMap<ObjectKey, (Settled, Instant)>,
+    settle: Duration,
     /// Backoff of failed writes and the Warning Events reported, by object.
     retries: Retries<ObjectKey>,
     /// The snapshot the last pass reconciled: the next pass after a change
@@ -133,6 +137,7 @@ impl Controller {
             leadership,
             recorder,
             recent: HashMap::new(),
+            settle: defaults.settle,
             retries: Retries::new(defaults.retry, defaults.event_window),
             last: None,
             last_full: None,
@@ -143,6 +148,7 @@ impl Controller {
     /// on resync, on gaining the lease and when a failed object is due again.
     pub async fn run(mut self, mut publishes: channel::Receiver<u64>, settings: ControllerSettings) {
         self.retries = Retries::new(settings.retry, settings.event_window);
+        self.settle = settings.settle;
         let mut was_leader = false;
         loop {
             let now = Instant::now();
@@ -248,7 +254,8 @@ impl Controller {
             Err(_) => return Outcome::default(),
         };
         let now = Instant::now();
-        self.recent.retain(|_, (_, at)| now.saturating_duration_since(*at) < SETTLE);
+        let settle = self.settle;
+        self.recent.retain(|_, (_, at)| now.saturating_duration_since(*at) < settle);
         if !was_scoped {
             self.last_full = Some(now);
             // Backoff state of objects no longer planned goes; a scoped pass

@@ -12,13 +12,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::core::DynamicObject;
-use kube::runtime::watcher;
-use serde_json::Value;
-
 use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::{Kind, Object, ObjectKey};
 use crate::policy::Snapshot;
+use crate::policy::snapshot::Entry;
+use kube::core::DynamicObject;
+use kube::runtime::watcher;
 
 use super::kinds::{self, Served};
 
@@ -55,15 +54,24 @@ impl std::fmt::Display for Scope {
     }
 }
 
-/// One change to the index.
+/// One change to the index. Objects come as [`Entry`]s, built as each
+/// object arrives: a list of thousands never exists as parsed JSON trees at
+/// once, and what is left after it is the entries, not the holes of the trees.
 #[derive(Debug, Clone)]
 pub enum Op {
     /// An object was added or changed.
-    Upsert(Object),
+    Upsert(Entry),
     /// An object was deleted.
     Delete(ObjectKey),
     /// A (re)list: the objects of the scope are exactly these now.
-    Replace { scope: Scope, objects: Vec<Object> },
+    Replace { scope: Scope, entries: Vec<Entry> },
+}
+
+impl Op {
+    /// An upsert of `object`.
+    pub fn upsert(object: &Object) -> Op {
+        Op::Upsert(Entry::new(object))
+    }
 }
 
 /// What applying an operation changed.
@@ -72,55 +80,31 @@ pub enum Effect {
     /// Nothing: the index already held exactly this.
     None,
     /// Only bookkeeping no rule and no generation reads (`resourceVersion`,
-    /// `generation`): a status update, a no-op apply, a resync.
+    /// `generation`: [`crate::policy::snapshot::BOOKKEEPING`]): a status update, a no-op apply, a resync.
     Version,
     /// What the rules or the generator read.
     Content,
 }
 
-fn resource_version(raw: &Value) -> Option<&str> {
-    raw.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty())
-}
-
-/// Metadata fields that change on every write, whatever was written.
-const BOOKKEEPING: [&str; 2] = ["resourceVersion", "generation"];
-
-/// Equal maps once the keys `skip` picks are left out of both.
-fn same_except(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, skip: &[&str]) -> bool {
-    let kept = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
-    kept(a) == kept(b) && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
-}
-
-/// Equal objects but for their [`BOOKKEEPING`] metadata.
-fn same_content(a: &Value, b: &Value) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
-    same_except(a, b, &["metadata"])
-        && match (a.get("metadata"), b.get("metadata")) {
-            (Some(Value::Object(x)), Some(Value::Object(y))) => same_except(x, y, &BOOKKEEPING),
-            (x, y) => x == y,
-        }
-}
-
-/// What storing `object` would change in the snapshot.
-fn effect_of(snapshot: &Snapshot, object: &Object) -> Effect {
-    let Some(current) = snapshot.get(&object.key) else { return Effect::Content };
-    let current = current.raw();
-    match (resource_version(&current), resource_version(&object.raw)) {
-        (Some(a), Some(b)) if a == b => Effect::None,
-        _ if current == object.raw => Effect::None,
-        _ if same_content(&current, &object.raw) => Effect::Version,
-        _ => Effect::Content,
+/// What storing `entry` would change in the snapshot: compared by the
+/// entries' text and content fingerprint, with no JSON parsed.
+fn effect_of(snapshot: &Snapshot, entry: &Entry) -> Effect {
+    match snapshot.get(entry.key()) {
+        None => Effect::Content,
+        Some(current) if current.is_same(entry) => Effect::None,
+        Some(current) if current.is_same_content(entry) => Effect::Version,
+        Some(_) => Effect::Content,
     }
 }
 
-/// Stores `object` unless the snapshot holds exactly it already.
-fn upsert(snapshot: &mut Snapshot, object: &Object) -> Effect {
-    let effect = effect_of(snapshot, object);
+/// Stores `entry` unless the snapshot holds exactly it already.
+fn upsert(snapshot: &mut Snapshot, entry: &Entry) -> Effect {
+    let effect = effect_of(snapshot, entry);
     if effect != Effect::None {
-        snapshot.upsert_from(object);
+        snapshot.insert(entry.clone());
     }
     if effect == Effect::Content {
-        snapshot.note_change(object.key.clone());
+        snapshot.note_change(entry.key().clone());
     }
     effect
 }
@@ -132,7 +116,7 @@ fn upsert(snapshot: &mut Snapshot, object: &Object) -> Effect {
 /// log, so that the controller reconciles only what they touch.
 pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
     match op {
-        Op::Upsert(object) => upsert(snapshot, object),
+        Op::Upsert(entry) => upsert(snapshot, entry),
         Op::Delete(key) => match snapshot.remove(key) {
             Some(_) => {
                 snapshot.note_change(key.clone());
@@ -140,8 +124,8 @@ pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
             }
             None => Effect::None,
         },
-        Op::Replace { scope, objects } => {
-            let keep: HashSet<&ObjectKey> = objects.iter().map(|o| &o.key).collect();
+        Op::Replace { scope, entries } => {
+            let keep: HashSet<&ObjectKey> = entries.iter().map(Entry::key).collect();
             let gone: Vec<ObjectKey> = match &scope.namespace {
                 Some(ns) => snapshot.in_namespace(scope.kind, ns).map(|e| e.key().clone()).collect(),
                 None => snapshot.of_kind(scope.kind).into_iter().map(|e| e.key().clone()).collect(),
@@ -152,8 +136,8 @@ pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
                 snapshot.note_change(key);
                 effect = Effect::Content;
             }
-            for object in objects.iter().filter(|o| scope.contains(&o.key)) {
-                effect = effect.max(upsert(snapshot, object));
+            for entry in entries.iter().filter(|e| scope.contains(e.key())) {
+                effect = effect.max(upsert(snapshot, entry));
             }
             effect
         }
@@ -165,8 +149,8 @@ pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
 pub(crate) struct Stream {
     pub scope: Scope,
     pub served: Served,
-    /// Objects of a list in progress (between `Init` and `InitDone`).
-    buffer: Option<Vec<Object>>,
+    /// Entries of a list in progress (between `Init` and `InitDone`).
+    buffer: Option<Vec<Entry>>,
 }
 
 /// What one watch event means for the index.
@@ -195,15 +179,15 @@ impl Stream {
             }
             watcher::Event::InitApply(object) => {
                 if let Some(object) = self.convert(object) {
-                    self.buffer.get_or_insert_with(Vec::new).push(object);
+                    self.buffer.get_or_insert_with(Vec::new).push(Entry::new(&object));
                 }
                 none
             }
             watcher::Event::InitDone => {
-                let objects = self.buffer.take().unwrap_or_default();
-                Step { op: Some(Op::Replace { scope: self.scope.clone(), objects }), synced: true }
+                let entries = self.buffer.take().unwrap_or_default();
+                Step { op: Some(Op::Replace { scope: self.scope.clone(), entries }), synced: true }
             }
-            watcher::Event::Apply(object) => Step { op: self.convert(object).map(Op::Upsert), synced: false },
+            watcher::Event::Apply(object) => Step { op: self.convert(object).map(|o| Op::upsert(&o)), synced: false },
             watcher::Event::Delete(object) => {
                 Step { op: self.convert(object).map(|o| Op::Delete(o.key)), synced: false }
             }
@@ -307,16 +291,19 @@ mod tests {
     #[test]
     fn replace_removes_what_a_relist_no_longer_has() {
         let mut snapshot = Snapshot::for_policy(&Policy::default());
-        apply(&mut snapshot, &Op::Upsert(service("a", "shop", "1")));
-        apply(&mut snapshot, &Op::Upsert(service("b", "shop", "1")));
-        apply(&mut snapshot, &Op::Upsert(service("c", "other", "1")));
+        apply(&mut snapshot, &Op::upsert(&service("a", "shop", "1")));
+        apply(&mut snapshot, &Op::upsert(&service("b", "shop", "1")));
+        apply(&mut snapshot, &Op::upsert(&service("c", "other", "1")));
         let scope = Scope { kind: Kind::Service, namespace: Some("shop".into()) };
         apply(
             &mut snapshot,
-            &Op::Replace { scope, objects: vec![service("b", "shop", "2"), service("d", "shop", "1")] },
+            &Op::Replace {
+                scope,
+                entries: vec![Entry::new(&service("b", "shop", "2")), Entry::new(&service("d", "shop", "1"))],
+            },
         );
         assert_eq!(keys(&snapshot), vec!["Service other/c @\"1\"", "Service shop/b @\"2\"", "Service shop/d @\"1\""]);
-        apply(&mut snapshot, &Op::Replace { scope: all(Kind::Service), objects: vec![] });
+        apply(&mut snapshot, &Op::Replace { scope: all(Kind::Service), entries: vec![] });
         assert!(snapshot.is_empty());
         apply(&mut snapshot, &Op::Delete(service("x", "shop", "1").key));
         assert!(snapshot.is_empty());
@@ -325,12 +312,12 @@ mod tests {
     #[test]
     fn says_what_an_operation_changed() {
         let mut snapshot = Snapshot::for_policy(&Policy::default());
-        assert_eq!(apply(&mut snapshot, &Op::Upsert(service("a", "shop", "1"))), Effect::Content);
-        assert_eq!(apply(&mut snapshot, &Op::Upsert(service("a", "shop", "1"))), Effect::None, "the same version");
+        assert_eq!(apply(&mut snapshot, &Op::upsert(&service("a", "shop", "1"))), Effect::Content);
+        assert_eq!(apply(&mut snapshot, &Op::upsert(&service("a", "shop", "1"))), Effect::None, "the same version");
         // A status update: live mode drops `status`, so only the version moved.
         let mut bumped = service("a", "shop", "2");
         bumped.raw["metadata"]["generation"] = json!(2);
-        assert_eq!(apply(&mut snapshot, &Op::Upsert(bumped)), Effect::Version);
+        assert_eq!(apply(&mut snapshot, &Op::upsert(&bumped)), Effect::Version);
         assert_eq!(
             snapshot.get(&service("a", "shop", "2").key).map(|e| e.raw()["metadata"]["resourceVersion"].clone()),
             Some(json!("2")),
@@ -338,14 +325,17 @@ mod tests {
         );
         let mut relabelled = service("a", "shop", "3");
         relabelled.raw["metadata"]["labels"] = json!({"tier": "web"});
-        assert_eq!(apply(&mut snapshot, &Op::Upsert(relabelled)), Effect::Content);
+        assert_eq!(apply(&mut snapshot, &Op::upsert(&relabelled)), Effect::Content);
         assert_eq!(apply(&mut snapshot, &Op::Delete(service("x", "shop", "1").key)), Effect::None);
         // A relist that only moved versions is bookkeeping; one that lost an object is content.
         let scope = Scope { kind: Kind::Service, namespace: Some("shop".into()) };
         let mut same = snapshot.get(&service("a", "shop", "3").key).expect("a").object();
         same.raw["metadata"]["resourceVersion"] = json!("4");
-        assert_eq!(apply(&mut snapshot, &Op::Replace { scope: scope.clone(), objects: vec![same] }), Effect::Version);
-        assert_eq!(apply(&mut snapshot, &Op::Replace { scope, objects: vec![] }), Effect::Content);
+        assert_eq!(
+            apply(&mut snapshot, &Op::Replace { scope: scope.clone(), entries: vec![Entry::new(&same)] }),
+            Effect::Version
+        );
+        assert_eq!(apply(&mut snapshot, &Op::Replace { scope, entries: vec![] }), Effect::Content);
         assert_eq!(apply(&mut snapshot, &Op::Delete(service("a", "shop", "1").key)), Effect::None);
     }
 
@@ -353,14 +343,14 @@ mod tests {
     fn a_bookkeeping_change_is_published_as_such() {
         let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
         let mut publisher = Publisher::new(live.clone());
-        publisher.push(Op::Upsert(service("a", "shop", "1")));
+        publisher.push(Op::upsert(&service("a", "shop", "1")));
         assert_eq!(publisher.publish(), Effect::Content);
-        assert_eq!(publisher.push(Op::Upsert(service("a", "shop", "2"))), Effect::Version);
+        assert_eq!(publisher.push(Op::upsert(&service("a", "shop", "2"))), Effect::Version);
         assert_eq!(publisher.pending(), Effect::Version);
         assert_eq!(publisher.publish(), Effect::Version);
         assert_eq!(keys(&live.current()), vec!["Service shop/a @\"2\""]);
-        publisher.push(Op::Upsert(service("a", "shop", "3")));
-        publisher.push(Op::Upsert(service("b", "shop", "1")));
+        publisher.push(Op::upsert(&service("a", "shop", "3")));
+        publisher.push(Op::upsert(&service("b", "shop", "1")));
         assert_eq!(publisher.publish(), Effect::Content, "the larger effect of a batch");
     }
 
@@ -373,11 +363,11 @@ mod tests {
         let step = stream.on_event(watcher::Event::InitDone);
         assert!(step.synced);
         match step.op {
-            Some(Op::Replace { scope, objects }) => {
+            Some(Op::Replace { scope, entries }) => {
                 assert_eq!(scope, all(Kind::Service));
-                assert_eq!(objects.len(), 2);
-                assert_eq!(objects[0].raw["apiVersion"], "v1");
-                assert_eq!(objects[0].raw["kind"], "Service");
+                assert_eq!(entries.len(), 2);
+                assert_eq!(entries[0].raw()["apiVersion"], "v1");
+                assert_eq!(entries[0].raw()["kind"], "Service");
             }
             other => panic!("expected a replace, got {other:?}"),
         }
@@ -403,7 +393,7 @@ mod tests {
         let mut publisher = Publisher::new(live.clone());
         assert_eq!(publisher.publish(), Effect::None, "nothing to publish");
         for round in 0..6 {
-            publisher.push(Op::Upsert(service(&format!("s{round}"), "shop", "1")));
+            publisher.push(Op::upsert(&service(&format!("s{round}"), "shop", "1")));
             if round == 3 {
                 publisher.push(Op::Delete(service("s0", "shop", "1").key));
             }
@@ -422,12 +412,12 @@ mod tests {
     fn a_copy_held_by_a_request_keeps_its_state() {
         let live = Arc::new(SharedSnapshot::new(Snapshot::for_policy(&Policy::default())));
         let mut publisher = Publisher::new(live.clone());
-        publisher.push(Op::Upsert(service("a", "shop", "1")));
+        publisher.push(Op::upsert(&service("a", "shop", "1")));
         assert_eq!(publisher.publish(), Effect::Content);
         // A request still judging against the first snapshot.
         let held = live.current();
-        publisher.push(Op::Upsert(service("a", "shop", "2")));
-        publisher.push(Op::Upsert(service("b", "shop", "1")));
+        publisher.push(Op::upsert(&service("a", "shop", "2")));
+        publisher.push(Op::upsert(&service("b", "shop", "1")));
         assert_eq!(publisher.publish(), Effect::Content, "a reader never holds a publish back");
         assert_eq!(keys(&held), vec!["Service shop/a @\"1\""]);
         assert_eq!(keys(&live.current()), vec!["Service shop/a @\"2\"", "Service shop/b @\"1\""]);

@@ -180,9 +180,9 @@ pub fn with_found(snapshot: &Snapshot, found: Vec<Found>) -> Snapshot {
     let mut copy = snapshot.clone();
     for item in found {
         let op = match item {
-            Found::Got(_, Some(object)) => Op::Upsert(object),
+            Found::Got(_, Some(object)) => Op::upsert(&object),
             Found::Got(key, None) => Op::Delete(key),
-            Found::Listed(scope, objects) => Op::Replace { scope, objects },
+            Found::Listed(scope, objects) => Op::Replace { scope, entries: objects.iter().map(Entry::new).collect() },
         };
         let _ = index::apply(&mut copy, &op);
     }

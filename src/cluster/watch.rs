@@ -215,7 +215,7 @@ async fn watch_kind(
                 // Whatever was indexed before the CRD went away is gone too.
                 if std::mem::take(&mut was_watching) {
                     for scope in &scopes {
-                        if tx.send(Msg::Op(Op::Replace { scope: scope.clone(), objects: Vec::new() })).await.is_err() {
+                        if tx.send(Msg::Op(Op::Replace { scope: scope.clone(), entries: Vec::new() })).await.is_err() {
                             return;
                         }
                     }

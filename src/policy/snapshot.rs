@@ -8,178 +8,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use imbl::{HashMap, OrdSet, Vector};
-use serde_json::Value;
 
-use crate::model::core::{DeploymentSpec, ServiceSpec};
+use crate::model::core::ServiceSpec;
 use crate::model::gateway::{BackendRef, HttpRouteSpec};
 use crate::model::istio::{DestinationRuleSpec, Subset, VirtualServiceSpec};
-use crate::model::{Kind, Labels, Object, ObjectKey, Spec, marks, selects};
+use crate::model::{Kind, Labels, Object, ObjectKey, Spec, selects};
+
+mod entry;
+
+pub use entry::{BOOKKEEPING, Entry, SERVICE_EXPORT_ANNOTATION};
 
 use super::config::Policy;
 use super::{hosts, visibility};
-
-/// One object of the snapshot: its identity, its original JSON kept as compact
-/// text (parsed again on demand, see [`Entry::object`]), a few label and
-/// annotation markers, and its typed spec read once.
-///
-/// The JSON text costs about a tenth of a `serde_json::Value` tree; nothing on
-/// the admission path reads it, only generation and the live controller do.
-/// Cloning an entry clones one `Arc`.
-#[derive(Debug, Clone)]
-pub struct Entry(Arc<Stored>);
-
-#[derive(Debug)]
-struct Stored {
-    key: ObjectKey,
-    /// `Object::raw` serialized; parsing it gives back an equal `Value`.
-    json: Box<str>,
-    marks: Marks,
-    /// The `routeguard.io/service` label: the Service a generated object was made from.
-    source: Option<Box<str>>,
-    /// `None` when the spec does not have the shape its kind requires.
-    spec: Option<Spec>,
-    /// Istio's `exportTo` of the object: a Service's `networking.istio.io/exportTo`
-    /// annotation (comma-separated), the `spec.exportTo` of the Istio kinds.
-    exports: Box<[String]>,
-}
-
-/// The Service annotation by which Istio limits the namespaces a Service is visible in.
-pub const SERVICE_EXPORT_ANNOTATION: &str = "networking.istio.io/exportTo";
-
-/// The `exportTo` of an object, as written.
-fn exports_of(object: &Object, spec: Option<&Spec>) -> Box<[String]> {
-    let list: &[String] = match spec {
-        Some(Spec::VirtualService(s)) => &s.export_to,
-        Some(Spec::DestinationRule(s)) => &s.export_to,
-        Some(Spec::ServiceEntry(s)) => &s.export_to,
-        Some(Spec::Service(_)) => {
-            let annotation = object.annotation(SERVICE_EXPORT_ANNOTATION).unwrap_or_default();
-            return annotation.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
-        }
-        _ => &[],
-    };
-    list.into()
-}
-
-/// Labels and annotations generation and reconciliation test on many objects.
-#[derive(Debug, Clone, Copy, Default)]
-struct Marks {
-    /// `app.kubernetes.io/managed-by: routeguard`.
-    managed: bool,
-    /// `routeguard.io/canary: "true"`.
-    canary: bool,
-    /// `routeguard.io/manage-subsets: "true"`.
-    manage_subsets: bool,
-}
-
-impl Entry {
-    /// Reads an object's spec once and stores its JSON as text.
-    pub fn new(object: &Object) -> Entry {
-        let spec = object.typed_spec().ok();
-        let marks = Marks {
-            managed: marks::is_managed(object),
-            canary: object.annotation(marks::CANARY_ANNOTATION) == Some("true"),
-            manage_subsets: object.annotation(marks::MANAGE_SUBSETS_ANNOTATION) == Some("true"),
-        };
-        let json = object.raw.to_string().into_boxed_str();
-        let exports = exports_of(object, spec.as_ref());
-        let source = object.labels().get(marks::SOURCE_SERVICE_LABEL).map(Box::from);
-        Entry(Arc::new(Stored { key: object.key.clone(), json, marks, source, spec, exports }))
-    }
-
-    pub fn key(&self) -> &ObjectKey {
-        &self.0.key
-    }
-
-    pub fn kind(&self) -> Kind {
-        self.0.key.kind
-    }
-
-    pub fn name(&self) -> &str {
-        &self.0.key.name
-    }
-
-    pub fn namespace(&self) -> &str {
-        &self.0.key.namespace
-    }
-
-    /// The object as it was inserted, parsed again from its stored text.
-    pub fn object(&self) -> Object {
-        Object { key: self.0.key.clone(), raw: self.raw() }
-    }
-
-    /// The object's original JSON, parsed again from its stored text.
-    pub fn raw(&self) -> Value {
-        // The text was written by serde_json from a `Value`, so it parses.
-        serde_json::from_str(&self.0.json).unwrap_or(Value::Null)
-    }
-
-    /// The typed spec; `None` when the spec does not have the shape its kind requires.
-    pub fn spec(&self) -> Option<&Spec> {
-        self.0.spec.as_ref()
-    }
-
-    /// The object's Istio `exportTo`, as written (empty: exported everywhere).
-    pub fn exports(&self) -> &[String] {
-        &self.0.exports
-    }
-
-    /// True when Istio makes the object visible to proxies in namespace `from`.
-    pub fn exported_to(&self, from: &str) -> bool {
-        hosts::exported_to(&self.0.exports, self.namespace(), from)
-    }
-
-    /// True when routeguard manages the object (`app.kubernetes.io/managed-by: routeguard`).
-    pub fn is_managed(&self) -> bool {
-        self.0.marks.managed
-    }
-
-    /// True when the object carries the `routeguard.io/service` label.
-    pub fn has_source_service_label(&self) -> bool {
-        self.0.source.is_some()
-    }
-
-    /// The `routeguard.io/service` label: the Service a generated object was made from.
-    pub fn source_service(&self) -> Option<&str> {
-        self.0.source.as_deref()
-    }
-
-    /// True when the object is annotated `routeguard.io/canary: "true"`.
-    pub fn is_canary(&self) -> bool {
-        self.0.marks.canary
-    }
-
-    /// True when the object is annotated `routeguard.io/manage-subsets: "true"`.
-    pub fn manages_subsets(&self) -> bool {
-        self.0.marks.manage_subsets
-    }
-
-    /// The DestinationRule spec, if this is a readable DestinationRule.
-    pub fn destination_rule(&self) -> Option<&DestinationRuleSpec> {
-        match self.spec() {
-            Some(Spec::DestinationRule(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The host a DestinationRule names, qualified in its namespace (read from
-    /// its JSON when its spec has the wrong shape); `None` when empty.
-    pub fn rule_host(&self, domain: &str) -> Option<String> {
-        match self.destination_rule() {
-            Some(spec) if spec.host.is_empty() => None,
-            Some(spec) => Some(hosts::qualify(&spec.host, self.namespace(), domain)),
-            None => hosts::rule_host(&self.object(), domain),
-        }
-    }
-
-    /// The Deployment spec, if this is a readable Deployment.
-    pub fn deployment(&self) -> Option<&DeploymentSpec> {
-        match self.spec() {
-            Some(Spec::Deployment(s)) => Some(s),
-            _ => None,
-        }
-    }
-}
 
 /// An entry in an index set, ordered and compared by its key, so index hits
 /// need no second lookup and a set of one or two costs a few words.
@@ -372,14 +212,19 @@ impl Snapshot {
 
     /// Inserts or replaces a copy of an object, returning the entry it replaced.
     pub fn upsert_from(&mut self, object: &Object) -> Option<Entry> {
-        let entry = Entry::new(object);
+        self.insert(Entry::new(object))
+    }
+
+    /// Inserts or replaces an entry, returning the entry it replaced.
+    pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
         let old = self.remove(entry.key());
         for term in self.terms(&entry) {
             self.index(&entry, term, true);
         }
         let key = entry.key();
         if key.kind == Kind::Namespace {
-            self.namespace_labels.insert(key.name.clone(), Arc::new(object.labels()));
+            // Namespaces are few; their labels are read on every admission.
+            self.namespace_labels.insert(key.name.clone(), Arc::new(entry.object().labels()));
         }
         self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(ByKey(entry.clone()));
         self.entries.insert(ByKey(entry), ());

@@ -109,6 +109,8 @@ struct State_ {
     /// Server-side applies being answered now, and the most ever at once.
     writes_in_flight: usize,
     peak_writes_in_flight: usize,
+    /// Resources (plurals) whose changes reach no watcher, as if every watch of them lagged.
+    muted: BTreeSet<String>,
 }
 
 /// Counts a write as in flight until it is answered.
@@ -289,6 +291,13 @@ impl Fake {
         state.objects.insert((prefix, plural, namespace, name), object);
     }
 
+    /// From now on, changes of `plural` (by requests or by [`Fake::put`]) are
+    /// stored but reach no watcher: the watch lags behind every write.
+    /// Lists still see them.
+    pub fn mute_watch(&self, plural: &str) {
+        lock(&self.state).muted.insert(plural.to_string());
+    }
+
     /// Removes an object; `silent`: no watch event (as if missed).
     pub fn remove(&self, collection: &str, name: &str, silent: bool) {
         let (prefix, plural, namespace, _) = parse(collection).expect("collection path");
@@ -334,7 +343,11 @@ impl Fake {
         };
         object["metadata"]["uid"] = json!(uid);
         state.objects.insert(address, object.clone());
+        let muted = state.muted.contains(plural);
         drop(state);
+        if muted {
+            return object;
+        }
         let kind = if existed.is_some() { "MODIFIED" } else { "ADDED" };
         let event = json!({"type": kind, "object": object});
         let _ = self.notes.send(Note::Event {

@@ -292,7 +292,7 @@ fn scoped_and_full(before: Vec<Object>, change: impl FnOnce(&mut Snapshot)) -> (
 }
 
 fn upsert(snapshot: &mut Snapshot, object: Object) {
-    let _ = crate::cluster::index::apply(snapshot, &crate::cluster::index::Op::Upsert(object));
+    let _ = crate::cluster::index::apply(snapshot, &crate::cluster::index::Op::upsert(&object));
 }
 
 fn delete(snapshot: &mut Snapshot, kind: Kind, name: &str) {

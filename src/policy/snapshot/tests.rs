@@ -1,6 +1,6 @@
 use super::*;
 use crate::policy::testing::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn dr(namespace: &str, name: &str, host: &str, subsets: &[&str], export_to: &[&str]) -> Object {
     let subsets: Vec<_> = subsets.iter().map(|s| json!({"name": s, "labels": {"version": s}})).collect();
