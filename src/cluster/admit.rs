@@ -115,15 +115,30 @@ impl SecondLook for Reread {
         let rereader = self.rereader.clone();
         let generating = self.generating;
         async move {
-            let (found, _) = rereader.fetch(&reads).await;
+            let begun = Instant::now();
+            let (found, _) = rereader.fetch(&reads, &snapshot).await;
+            let read = begun.elapsed();
             let judged = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
                 let fresh = reread::with_found(&snapshot, found);
+                let laid = started.elapsed();
                 let change = request.change()?;
                 let mut again = engine.validate(&fresh, &change);
                 if generating && again.iter().any(|f| f.code == Code::RG103 && f.is_error()) {
                     let desired = engine.generate_for(&fresh, reread::subset_sources(&again, &object, &fresh));
                     again = reread::pending_subsets(again, &object, &fresh, &desired);
                 }
+                // Where a slow refusal's time went: the API server, a wait for
+                // a blocking thread, the overlay, the rules again.
+                tracing::debug!(
+                    object = %object.key,
+                    reads = reads.len(),
+                    read_us = read.as_micros() as u64,
+                    queued_us = started.duration_since(begun).saturating_sub(read).as_micros() as u64,
+                    laid_us = laid.as_micros() as u64,
+                    judged_us = (started.elapsed() - laid).as_micros() as u64,
+                    "second look"
+                );
                 Some(again)
             });
             judged.await.ok().flatten()

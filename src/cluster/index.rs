@@ -97,10 +97,10 @@ fn effect_of(snapshot: &Snapshot, entry: &Entry) -> Effect {
     }
 }
 
-/// Stores `entry` unless the snapshot holds exactly it already.
-fn upsert(snapshot: &mut Snapshot, entry: &Entry) -> Effect {
+/// Stores `entry` when it changes the snapshot by at least `stored_from`.
+fn upsert(snapshot: &mut Snapshot, entry: &Entry, stored_from: Effect) -> Effect {
     let effect = effect_of(snapshot, entry);
-    if effect != Effect::None {
+    if effect >= stored_from && effect != Effect::None {
         snapshot.insert(entry.clone());
     }
     if effect == Effect::Content {
@@ -115,8 +115,20 @@ fn upsert(snapshot: &mut Snapshot, entry: &Entry) -> Effect {
 /// reconcile, and notes the objects whose content changed in the snapshot's
 /// log, so that the controller reconciles only what they touch.
 pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
+    apply_storing(snapshot, op, Effect::Version)
+}
+
+/// [`apply`] for a judgement only (a re-read laid over a copy): an object
+/// that differs from the snapshot's only in bookkeeping is not stored, since
+/// no rule reads it. Laying a list over the snapshot then costs the objects
+/// that changed, not all it lists (which the watch has nearly always brought already).
+pub fn overlay(snapshot: &mut Snapshot, op: &Op) -> Effect {
+    apply_storing(snapshot, op, Effect::Content)
+}
+
+fn apply_storing(snapshot: &mut Snapshot, op: &Op, stored_from: Effect) -> Effect {
     match op {
-        Op::Upsert(entry) => upsert(snapshot, entry),
+        Op::Upsert(entry) => upsert(snapshot, entry, stored_from),
         Op::Delete(key) => match snapshot.remove(key) {
             Some(_) => {
                 snapshot.note_change(key.clone());
@@ -137,7 +149,7 @@ pub fn apply(snapshot: &mut Snapshot, op: &Op) -> Effect {
                 effect = Effect::Content;
             }
             for entry in entries.iter().filter(|e| scope.contains(e.key())) {
-                effect = effect.max(upsert(snapshot, entry));
+                effect = effect.max(upsert(snapshot, entry, stored_from));
             }
             effect
         }
@@ -337,6 +349,34 @@ mod tests {
         );
         assert_eq!(apply(&mut snapshot, &Op::Replace { scope, entries: vec![] }), Effect::Content);
         assert_eq!(apply(&mut snapshot, &Op::Delete(service("a", "shop", "1").key)), Effect::None);
+    }
+
+    #[test]
+    fn an_overlay_stores_only_what_changed_content() {
+        let mut snapshot = Snapshot::for_policy(&Policy::default());
+        apply(&mut snapshot, &Op::upsert(&service("a", "shop", "1")));
+        apply(&mut snapshot, &Op::upsert(&service("b", "shop", "1")));
+        let stored = |s: &Snapshot, name: &str| s.get(&service(name, "shop", "1").key).map(Entry::raw);
+        let before = snapshot.get(&service("a", "shop", "1").key).cloned().expect("a");
+        let mut relabelled = service("b", "shop", "3");
+        relabelled.raw["metadata"]["labels"] = json!({"tier": "web"});
+        let scope = Scope { kind: Kind::Service, namespace: Some("shop".into()) };
+        let listed = vec![
+            Entry::new(&service("a", "shop", "2")),
+            Entry::new(&relabelled),
+            Entry::new(&service("c", "shop", "1")),
+        ];
+        let mut copy = snapshot.clone();
+        assert_eq!(overlay(&mut copy, &Op::Replace { scope: scope.clone(), entries: listed.clone() }), Effect::Content);
+        // `a` moved only its version: the copy keeps the very entry it had.
+        assert!(copy.get(before.key()).is_some_and(|e| e.is_same(&before)));
+        assert_eq!(stored(&copy, "b").map(|r| r["metadata"]["labels"].clone()), Some(json!({"tier": "web"})));
+        assert!(stored(&copy, "c").is_some());
+        assert_eq!(overlay(&mut copy, &Op::Replace { scope: scope.clone(), entries: vec![] }), Effect::Content);
+        assert!(copy.is_empty(), "what a list no longer has is gone from the overlay too");
+        // `apply` (the index itself) stores the new version.
+        assert_eq!(apply(&mut snapshot, &Op::Replace { scope, entries: listed }), Effect::Content);
+        assert_eq!(stored(&snapshot, "a").map(|r| r["metadata"]["resourceVersion"].clone()), Some(json!("2")));
     }
 
     #[test]

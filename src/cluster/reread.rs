@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::model::gateway::ParentRef;
 use crate::model::{FieldPath, Kind, Object, ObjectKey};
-use crate::policy::snapshot::virtual_service_hosts;
+use crate::policy::snapshot::{version_of, virtual_service_hosts};
 use crate::policy::{Code, Entry, Finding, Severity, Snapshot, gateways, hosts};
 
 use super::index::{self, Op, Scope};
@@ -169,24 +169,40 @@ pub fn pointer(path: &FieldPath) -> Option<String> {
 pub enum Found {
     /// The object, or `None` when it does not exist.
     Got(ObjectKey, Option<Object>),
-    /// The objects of a kind in a namespace.
-    Listed(Scope, Vec<Object>),
+    /// The object as the snapshot holds it: read back with the same resourceVersion.
+    Held,
+    /// The objects of a kind in a namespace: those that differ from the
+    /// snapshot's copy, and the keys of those it holds in the very version
+    /// listed (not converted again: the watch nearly always brought them already).
+    Listed { scope: Scope, changed: Vec<Object>, held: Vec<ObjectKey> },
 }
 
 /// `snapshot` with what the reads found laid over it. The copy shares every
-/// part of the index the reads do not change (persistent maps), so this costs
-/// the objects read, not the snapshot.
+/// part of the index the reads do not change (persistent maps), and an object
+/// the snapshot holds already (but for its resourceVersion) is not stored
+/// again, so this costs the objects that changed, not the snapshot.
 pub fn with_found(snapshot: &Snapshot, found: Vec<Found>) -> Snapshot {
     let mut copy = snapshot.clone();
     for item in found {
         let op = match item {
             Found::Got(_, Some(object)) => Op::upsert(&object),
             Found::Got(key, None) => Op::Delete(key),
-            Found::Listed(scope, objects) => Op::Replace { scope, entries: objects.iter().map(Entry::new).collect() },
+            Found::Held => continue,
+            Found::Listed { scope, changed, held } => {
+                let mut entries: Vec<Entry> = held.iter().filter_map(|key| snapshot.get(key).cloned()).collect();
+                entries.extend(changed.iter().map(Entry::new));
+                Op::Replace { scope, entries }
+            }
         };
-        let _ = index::apply(&mut copy, &op);
+        let _ = index::overlay(&mut copy, &op);
     }
     copy
+}
+
+/// True when `snapshot` holds `key` in the version `object` was read in.
+fn is_held(snapshot: &Snapshot, key: &ObjectKey, object: &DynamicObject) -> bool {
+    let read = version_of(object.metadata.resource_version.as_deref());
+    read.is_some() && snapshot.get(key).and_then(Entry::version) == read
 }
 
 /// The host of the destination an RG103 error about `object` points at, qualified.
@@ -280,15 +296,16 @@ impl Rereader {
         Some(Served::new(kind, version.rsplit('/').next().unwrap_or("v1")))
     }
 
-    /// Runs the reads at once; the ones that fail or miss the deadline are left out.
-    pub async fn fetch(&self, reads: &BTreeSet<Read>) -> (Vec<Found>, usize) {
+    /// Runs the reads at once; the ones that fail or miss the deadline are
+    /// left out. What `snapshot` holds in the version read is only named, not converted.
+    pub async fn fetch(&self, reads: &BTreeSet<Read>, snapshot: &Snapshot) -> (Vec<Found>, usize) {
         let calls = reads.iter().filter_map(|read| {
             let kind = match read {
                 Read::Get(key) => key.kind,
                 Read::List { kind, .. } => *kind,
             };
             let served = self.served(kind)?;
-            Some(self.read(served, read.clone()))
+            Some(self.read(served, read.clone(), snapshot))
         });
         let results = futures::future::join_all(calls).await;
         let failed = results.iter().filter(|r| r.is_err()).count();
@@ -299,14 +316,19 @@ impl Rereader {
         (results.into_iter().filter_map(Result::ok).collect(), failed)
     }
 
-    async fn read(&self, served: Served, read: Read) -> Result<Found, ClusterError> {
+    async fn read(&self, served: Served, read: Read, snapshot: &Snapshot) -> Result<Found, ClusterError> {
+        // As the watch stores objects, so that what the index holds already compares the same.
+        let convert = |o| kinds::to_indexed_object(&served, o);
         match read {
             Read::Get(key) => {
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(self.client.clone(), &key.namespace, &served.resource);
                 let got = within(&format!("re-read {key}"), self.timeout, api.get_opt(&key.name)).await?;
+                if got.as_ref().is_some_and(|o| is_held(snapshot, &key, o)) {
+                    return Ok(Found::Held);
+                }
                 let object = got
-                    .map(|o| kinds::to_object(&served, o))
+                    .map(convert)
                     .transpose()
                     .map_err(|e| ClusterError::Invalid { what: format!("re-read {key}"), message: e.to_string() })?;
                 Ok(Found::Got(key, object))
@@ -315,8 +337,17 @@ impl Rereader {
                 let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &namespace, &served.resource);
                 let what = format!("re-read {kind} in {namespace}");
                 let list = within(&what, self.timeout, api.list(&ListParams::default())).await?;
-                let objects = list.items.into_iter().filter_map(|o| kinds::to_object(&served, o).ok()).collect();
-                Ok(Found::Listed(Scope { kind, namespace: Some(namespace) }, objects))
+                let (mut changed, mut held) = (Vec::new(), Vec::new());
+                for item in list.items {
+                    let name = item.metadata.name.clone().unwrap_or_default();
+                    let key = ObjectKey { kind, namespace: namespace.clone(), name };
+                    if is_held(snapshot, &key, &item) {
+                        held.push(key);
+                    } else if let Ok(object) = convert(item) {
+                        changed.push(object);
+                    }
+                }
+                Ok(Found::Listed { scope: Scope { kind, namespace: Some(namespace) }, changed, held })
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::model::{Kind, Labels, Object, ObjectKey, Spec, selects};
 
 mod entry;
 
-pub use entry::{BOOKKEEPING, Entry, SERVICE_EXPORT_ANNOTATION};
+pub use entry::{BOOKKEEPING, Entry, SERVICE_EXPORT_ANNOTATION, version_of};
 
 use super::config::Policy;
 use super::{hosts, visibility};

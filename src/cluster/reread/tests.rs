@@ -153,7 +153,7 @@ fn found_objects_turn_the_refusal_around() {
     let route = vs("reviews", "v2");
     assert!(judge(&snapshot, &route).iter().any(|f| f.code == Code::RG103 && f.is_error()));
     let scope = Scope { kind: Kind::DestinationRule, namespace: Some("shop".into()) };
-    let fresh = with_found(&snapshot, vec![Found::Listed(scope, vec![rule(&["v1", "v2"])])]);
+    let fresh = with_found(&snapshot, vec![Found::Listed { scope, changed: vec![rule(&["v1", "v2"])], held: vec![] }]);
     assert!(!judge(&fresh, &route).iter().any(Finding::is_error));
     assert_eq!(snapshot.len(), 2, "the original snapshot is untouched");
 
@@ -179,4 +179,41 @@ fn a_subset_about_to_be_generated_is_a_warning() {
     let route = vs("reviews", "v3");
     let out = pending_subsets(judge(&snapshot, &route), &route, &snapshot, &desired);
     assert!(out.iter().any(|f| f.code == Code::RG103 && f.is_error()));
+}
+
+#[test]
+fn what_the_snapshot_holds_in_the_version_read_is_kept_as_it_is() {
+    let versioned = |mut o: Object, rv: &str| {
+        o.raw["metadata"]["resourceVersion"] = json!(rv);
+        o
+    };
+    let snapshot =
+        Snapshot::from_objects(&Policy::default(), vec![versioned(service(), "7"), versioned(rule(&["v1"]), "8")]);
+    let read = |rv: Option<&str>| -> DynamicObject {
+        serde_json::from_value(json!({"metadata": {"name": "reviews", "namespace": "shop", "resourceVersion": rv}}))
+            .expect("dynamic")
+    };
+    let (service_key, rule_key) = (service().key, rule(&[]).key);
+    assert!(is_held(&snapshot, &service_key, &read(Some("7"))));
+    assert!(!is_held(&snapshot, &service_key, &read(Some("9"))), "a newer version");
+    assert!(!is_held(&snapshot, &service_key, &read(None)), "no version: compared by content");
+    assert!(!is_held(&snapshot, &service_key, &read(Some("opaque"))), "an opaque version: compared by content");
+    assert_eq!(version_of(Some("0")), None);
+
+    // A list that holds the rule as it is and a new one: the held entry stays (the very one), the new one joins.
+    let scope = Scope { kind: Kind::DestinationRule, namespace: Some("shop".into()) };
+    let mut other = rule(&["v2"]);
+    other.raw["metadata"]["name"] = json!("ratings");
+    other.key.name = "ratings".into();
+    let held = vec![rule_key.clone()];
+    let fresh = with_found(
+        &snapshot,
+        vec![Found::Held, Found::Listed { scope: scope.clone(), changed: vec![other.clone()], held }],
+    );
+    let (kept, original) = (fresh.get(&rule_key).expect("kept"), snapshot.get(&rule_key).expect("original"));
+    assert!(kept.is_same(original));
+    assert!(fresh.get(&other.key).is_some() && fresh.get(&service_key).is_some());
+    // A list without the rule (deleted meanwhile) removes it from the overlay.
+    let fresh = with_found(&snapshot, vec![Found::Listed { scope, changed: vec![], held: vec![] }]);
+    assert!(fresh.get(&rule_key).is_none());
 }

@@ -1,5 +1,6 @@
 //! One object of the snapshot as the index stores it.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -37,6 +38,15 @@ struct Stored {
     /// Istio's `exportTo` of the object: a Service's `networking.istio.io/exportTo`
     /// annotation (comma-separated), the `spec.exportTo` of the Istio kinds.
     exports: Box<[String]>,
+    /// `metadata.resourceVersion`, when it is a decimal number (see [`version_of`]).
+    version: Option<NonZeroU64>,
+}
+
+/// A `resourceVersion` as a number, when it is one. The API server's are
+/// etcd revisions, decimal; an opaque one of another shape is `None`, and an
+/// object that has it is always compared by content instead.
+pub fn version_of(resource_version: Option<&str>) -> Option<NonZeroU64> {
+    resource_version?.parse().ok()
 }
 
 /// Metadata fields that change on every write, whatever was written.
@@ -100,7 +110,15 @@ impl Entry {
         let content = content_of(&object.raw);
         let exports = exports_of(object, spec.as_ref());
         let source = object.labels().get(marks::SOURCE_SERVICE_LABEL).map(Box::from);
-        Entry(Arc::new(Stored { key: object.key.clone(), json, content, marks, source, spec, exports }))
+        let version = version_of(object.raw.pointer("/metadata/resourceVersion").and_then(Value::as_str));
+        Entry(Arc::new(Stored { key: object.key.clone(), json, content, marks, source, spec, exports, version }))
+    }
+
+    /// The object's `resourceVersion` as a number (see [`version_of`]). The
+    /// API server gives every write a new one, so an object read again with
+    /// the version its entry has is the object the entry holds.
+    pub fn version(&self) -> Option<NonZeroU64> {
+        self.0.version
     }
 
     /// True when both entries hold the same JSON.
