@@ -31,15 +31,23 @@ struct Stored {
     /// without parsing `json` again.
     content: Fingerprint,
     marks: Marks,
-    /// The `routeguard.io/service` label: the Service a generated object was made from.
-    source: Option<Box<str>>,
     /// `None` when the spec does not have the shape its kind requires.
     spec: Option<Spec>,
+    /// What few objects have, behind one pointer (`None` for most).
+    rare: Option<Box<Rare>>,
+    /// `metadata.resourceVersion`, when it is a decimal number (see [`version_of`]).
+    version: Option<NonZeroU64>,
+}
+
+/// The parts of an entry that most objects do not have, kept apart so that
+/// those objects pay one pointer for them (an entry is stored per object).
+#[derive(Debug)]
+struct Rare {
+    /// The `routeguard.io/service` label: the Service a generated object was made from.
+    source: Option<Box<str>>,
     /// Istio's `exportTo` of the object: a Service's `networking.istio.io/exportTo`
     /// annotation (comma-separated), the `spec.exportTo` of the Istio kinds.
     exports: Box<[String]>,
-    /// `metadata.resourceVersion`, when it is a decimal number (see [`version_of`]).
-    version: Option<NonZeroU64>,
 }
 
 /// A `resourceVersion` as a number, when it is one. The API server's are
@@ -111,7 +119,8 @@ impl Entry {
         let exports = exports_of(object, spec.as_ref());
         let source = object.labels().get(marks::SOURCE_SERVICE_LABEL).map(Box::from);
         let version = version_of(object.raw.pointer("/metadata/resourceVersion").and_then(Value::as_str));
-        Entry(Arc::new(Stored { key: object.key.clone(), json, content, marks, source, spec, exports, version }))
+        let rare = (source.is_some() || !exports.is_empty()).then(|| Box::new(Rare { source, exports }));
+        Entry(Arc::new(Stored { key: object.key.clone(), json, content, marks, spec, rare, version }))
     }
 
     /// The object's `resourceVersion` as a number (see [`version_of`]). The
@@ -166,12 +175,12 @@ impl Entry {
 
     /// The object's Istio `exportTo`, as written (empty: exported everywhere).
     pub fn exports(&self) -> &[String] {
-        &self.0.exports
+        self.0.rare.as_ref().map_or(&[], |r| &r.exports)
     }
 
     /// True when Istio makes the object visible to proxies in namespace `from`.
     pub fn exported_to(&self, from: &str) -> bool {
-        hosts::exported_to(&self.0.exports, self.namespace(), from)
+        hosts::exported_to(self.exports(), self.namespace(), from)
     }
 
     /// True when routeguard manages the object (`app.kubernetes.io/managed-by: routeguard`).
@@ -181,12 +190,12 @@ impl Entry {
 
     /// True when the object carries the `routeguard.io/service` label.
     pub fn has_source_service_label(&self) -> bool {
-        self.0.source.is_some()
+        self.source_service().is_some()
     }
 
     /// The `routeguard.io/service` label: the Service a generated object was made from.
     pub fn source_service(&self) -> Option<&str> {
-        self.0.source.as_deref()
+        self.0.rare.as_ref().and_then(|r| r.source.as_deref())
     }
 
     /// True when the object is annotated `routeguard.io/canary: "true"`.
@@ -233,6 +242,30 @@ mod tests {
 
     fn entry(raw: Value) -> Entry {
         Entry::new(&Object::from_value(raw, "").expect("object"))
+    }
+
+    #[test]
+    fn an_entry_keeps_what_few_objects_have_apart() {
+        let plain = Entry::new(
+            &Object::from_value(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "shop"}}),
+                "",
+            )
+            .expect("object"),
+        );
+        assert!(plain.0.rare.is_none() && plain.exports().is_empty() && plain.source_service().is_none());
+        let generated = Entry::new(
+            &Object::from_value(
+                json!({"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": "a-v1", "namespace": "shop", "labels": {marks::SOURCE_SERVICE_LABEL: "a"},
+                                    "annotations": {SERVICE_EXPORT_ANNOTATION: "., istio-system"}}}),
+                "",
+            )
+            .expect("object"),
+        );
+        assert_eq!(generated.source_service(), Some("a"));
+        assert!(generated.has_source_service_label());
+        assert_eq!(generated.exports(), [".", "istio-system"]);
     }
 
     #[test]
