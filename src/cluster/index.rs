@@ -97,10 +97,11 @@ fn effect_of(snapshot: &Snapshot, entry: &Entry) -> Effect {
     }
 }
 
-/// Stores `entry` when it changes the snapshot by at least `stored_from`.
+/// Stores `entry` when it changes the snapshot by at least `stored_from`
+/// ([`Effect::Version`] or [`Effect::Content`]).
 fn upsert(snapshot: &mut Snapshot, entry: &Entry, stored_from: Effect) -> Effect {
     let effect = effect_of(snapshot, entry);
-    if effect >= stored_from && effect != Effect::None {
+    if effect >= stored_from {
         snapshot.insert(entry.clone());
     }
     if effect == Effect::Content {

@@ -317,40 +317,57 @@ impl Rereader {
     }
 
     async fn read(&self, served: Served, read: Read, snapshot: &Snapshot) -> Result<Found, ClusterError> {
-        // As the watch stores objects, so that what the index holds already compares the same.
-        let convert = |o| kinds::to_indexed_object(&served, o);
         match read {
             Read::Get(key) => {
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(self.client.clone(), &key.namespace, &served.resource);
                 let got = within(&format!("re-read {key}"), self.timeout, api.get_opt(&key.name)).await?;
-                if got.as_ref().is_some_and(|o| is_held(snapshot, &key, o)) {
-                    return Ok(Found::Held);
-                }
-                let object = got
-                    .map(convert)
-                    .transpose()
-                    .map_err(|e| ClusterError::Invalid { what: format!("re-read {key}"), message: e.to_string() })?;
-                Ok(Found::Got(key, object))
+                got_found(snapshot, &served, key, got)
             }
             Read::List { kind, namespace } => {
                 let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &namespace, &served.resource);
                 let what = format!("re-read {kind} in {namespace}");
                 let list = within(&what, self.timeout, api.list(&ListParams::default())).await?;
-                let (mut changed, mut held) = (Vec::new(), Vec::new());
-                for item in list.items {
-                    let name = item.metadata.name.clone().unwrap_or_default();
-                    let key = ObjectKey { kind, namespace: namespace.clone(), name };
-                    if is_held(snapshot, &key, &item) {
-                        held.push(key);
-                    } else if let Ok(object) = convert(item) {
-                        changed.push(object);
-                    }
-                }
-                Ok(Found::Listed { scope: Scope { kind, namespace: Some(namespace) }, changed, held })
+                Ok(listed_found(snapshot, &served, namespace, list.items))
             }
         }
     }
+}
+
+/// What a Get of `key` found: [`Found::Held`] when `snapshot` holds the object
+/// in the version read, otherwise the object as the watch would store it.
+fn got_found(
+    snapshot: &Snapshot,
+    served: &Served,
+    key: ObjectKey,
+    got: Option<DynamicObject>,
+) -> Result<Found, ClusterError> {
+    if got.as_ref().is_some_and(|o| is_held(snapshot, &key, o)) {
+        return Ok(Found::Held);
+    }
+    let object = got
+        .map(|o| kinds::to_indexed_object(served, o))
+        .transpose()
+        .map_err(|e| ClusterError::Invalid { what: format!("re-read {key}"), message: e.to_string() })?;
+    Ok(Found::Got(key, object))
+}
+
+/// What a list of `served`'s kind in `namespace` found: the keys of the
+/// objects `snapshot` holds in the version listed, and the others converted
+/// as the watch converts them (an object that cannot be read is left out).
+fn listed_found(snapshot: &Snapshot, served: &Served, namespace: String, items: Vec<DynamicObject>) -> Found {
+    let kind = served.kind;
+    let (mut changed, mut held) = (Vec::new(), Vec::new());
+    for item in items {
+        let name = item.metadata.name.clone().unwrap_or_default();
+        let key = ObjectKey { kind, namespace: namespace.clone(), name };
+        if is_held(snapshot, &key, &item) {
+            held.push(key);
+        } else if let Ok(object) = kinds::to_indexed_object(served, item) {
+            changed.push(object);
+        }
+    }
+    Found::Listed { scope: Scope { kind, namespace: Some(namespace) }, changed, held }
 }
 
 #[cfg(test)]

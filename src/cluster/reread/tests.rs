@@ -217,3 +217,43 @@ fn what_the_snapshot_holds_in_the_version_read_is_kept_as_it_is() {
     let fresh = with_found(&snapshot, vec![Found::Listed { scope, changed: vec![], held: vec![] }]);
     assert!(fresh.get(&rule_key).is_none());
 }
+
+#[test]
+fn a_read_names_what_the_snapshot_holds_and_converts_the_rest_as_the_watch_does() {
+    let versioned = |mut o: Object, rv: &str| {
+        o.raw["metadata"]["resourceVersion"] = json!(rv);
+        o
+    };
+    let snapshot =
+        Snapshot::from_objects(&Policy::default(), vec![versioned(service(), "7"), versioned(deployment("v1"), "8")]);
+    let dynamic = |mut raw: Value, rv: &str| -> DynamicObject {
+        raw["metadata"]["resourceVersion"] = json!(rv);
+        serde_json::from_value(raw).expect("dynamic")
+    };
+    let served = |kind| Served::new(kind, "v1");
+
+    // A Get: the same version is held; a newer one is converted; none found is a deletion.
+    let key = service().key;
+    let got = |rv: &str| got_found(&snapshot, &served(Kind::Service), key.clone(), Some(dynamic(service().raw, rv)));
+    assert!(matches!(got("7"), Ok(Found::Held)));
+    assert!(
+        matches!(got("9"), Ok(Found::Got(ref k, Some(ref o))) if *k == key && o.raw["metadata"]["resourceVersion"] == "9")
+    );
+    assert!(matches!(got_found(&snapshot, &served(Kind::Service), key.clone(), None), Ok(Found::Got(_, None))));
+
+    // A list: v1 as the snapshot holds it is only named; v2 is new and stored without its pod spec.
+    let mut v2 = deployment("v2").raw;
+    v2["spec"]["template"]["spec"] = json!({"containers": [{"name": "app", "image": "reviews:2"}]});
+    let items = vec![dynamic(deployment("v1").raw, "8"), dynamic(v2, "11")];
+    match listed_found(&snapshot, &served(Kind::Deployment), "shop".into(), items) {
+        Found::Listed { scope, changed, held } => {
+            assert_eq!(scope, Scope { kind: Kind::Deployment, namespace: Some("shop".into()) });
+            assert_eq!(held, vec![deployment("v1").key]);
+            assert_eq!(changed.len(), 1);
+            assert_eq!(changed[0].key, deployment("v2").key);
+            assert_eq!(changed[0].raw["kind"], "Deployment");
+            assert!(changed[0].raw.pointer("/spec/template/spec").is_none(), "stored as the watch stores it");
+        }
+        other => panic!("expected a list, got {other:?}"),
+    }
+}
