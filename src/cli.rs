@@ -172,6 +172,10 @@ pub struct ServeArgs {
     /// Cluster mode: run the generator controller (DestinationRule subsets and per-version Services).
     #[arg(long, env = "ROUTEGUARD_GENERATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub generate: bool,
+    /// Cluster mode: how often the leader reconciles every generated object (a change reconciles the Services it
+    /// touches at once; this pass catches what nothing announced).
+    #[arg(long, env = "ROUTEGUARD_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
     /// Cluster mode: how often the leader audits every routing object (it also does at start and after changes).
     #[arg(long, env = "ROUTEGUARD_AUDIT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub audit_interval: Duration,
@@ -244,6 +248,7 @@ mod tests {
         assert_eq!(args.leader_election_lease, "routeguard");
         assert_eq!(args.tls_secret, "");
         assert_eq!(args.audit_interval, Duration::from_secs(300));
+        assert_eq!(args.resync_interval, Duration::from_secs(300));
         assert!(args.policy_reports);
         let cli = Cli::try_parse_from([
             "routeguard",
@@ -253,6 +258,7 @@ mod tests {
             "--generate=false",
             "--tls-secret=routeguard-tls",
             "--audit-interval=90s",
+            "--resync-interval=1h",
             "--policy-reports=false",
         ])
         .expect("cluster");
@@ -262,6 +268,7 @@ mod tests {
         assert!(!args.generate);
         assert_eq!(args.tls_secret, "routeguard-tls");
         assert_eq!(args.audit_interval, Duration::from_secs(90));
+        assert_eq!(args.resync_interval, Duration::from_secs(3600));
         assert!(!args.policy_reports);
     }
 

@@ -15,7 +15,8 @@
 //!   and costs a constant: the index is made of persistent maps, so a copy
 //!   shares everything the changes did not touch.
 //! - [`watch`]: one watcher per kind (and namespace), discovery of absent
-//!   kinds, back-off and resync.
+//!   kinds, back-off and resync; [`watched`]: the objects it reads, decoded
+//!   in one pass without the parts the index never keeps.
 //! - [`reread`] and [`admit`]: before refusing for a missing subset, host, backend
 //!   or gateway (RG103, RG104, RG107, RG114), re-read the objects involved and judge again.
 //! - [`reconcile`] (pure) and [`controller`]: server-side apply of the
@@ -94,6 +95,7 @@ pub(crate) mod reread;
 pub mod retry;
 pub mod selftls;
 pub mod watch;
+pub mod watched;
 
 use std::time::Duration;
 

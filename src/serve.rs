@@ -130,6 +130,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     let mut live = LiveSettings::new(&args.leader_election_lease, &args.service_namespace);
     live.namespaces = args.watch_namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
     live.generate = args.generate;
+    live.controller.resync = args.resync_interval;
     live.audit = Some(AuditSettings {
         interval: args.audit_interval,
         reports: args.policy_reports,
@@ -139,6 +140,7 @@ async fn cluster_settings(args: &ServeArgs) -> anyhow::Result<(Settings, Cluster
     tracing::info!(
         namespaces = ?live.namespaces,
         generate = live.generate,
+        resync_interval = ?args.resync_interval,
         audit_interval = ?args.audit_interval,
         policy_reports = args.policy_reports,
         identity = %live.identity,

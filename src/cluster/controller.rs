@@ -68,7 +68,7 @@ impl Default for ControllerSettings {
         ControllerSettings {
             debounce: Duration::from_millis(100),
             max_delay: Duration::from_millis(500),
-            resync: Duration::from_secs(60),
+            resync: Duration::from_secs(300),
             retry: Backoff::default(),
             event_window: Duration::from_secs(600),
             settle: Duration::from_secs(3),

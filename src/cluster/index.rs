@@ -16,10 +16,10 @@ use crate::admission::{SharedSnapshot, SnapshotSource};
 use crate::model::{Kind, Object, ObjectKey};
 use crate::policy::Snapshot;
 use crate::policy::snapshot::Entry;
-use kube::core::DynamicObject;
 use kube::runtime::watcher;
 
 use super::kinds::{self, Served};
+use super::watched::Watched;
 
 /// The longest a change waits before admission sees it (batching).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(20);
@@ -166,6 +166,14 @@ pub(crate) struct Stream {
     buffer: Option<Vec<Entry>>,
 }
 
+/// The operation an update of `object` calls for, as the watch of `kind`
+/// (served in `version`, every namespace) makes it: what a watched object
+/// costs before the writer applies it (the index bench times it).
+pub fn update_op(kind: Kind, version: &str, object: Watched) -> Option<Op> {
+    let mut stream = Stream::new(Scope { kind, namespace: None }, Served::new(kind, version));
+    stream.on_event(watcher::Event::Apply(object)).op
+}
+
 /// What one watch event means for the index.
 #[derive(Debug)]
 pub(crate) struct Step {
@@ -183,7 +191,7 @@ impl Stream {
     /// The operation one watcher event calls for. Objects of a list are held
     /// back until the list is complete and then replace the scope at once, so
     /// a relist never shows a half-empty index.
-    pub fn on_event(&mut self, event: watcher::Event<DynamicObject>) -> Step {
+    pub fn on_event(&mut self, event: watcher::Event<Watched>) -> Step {
         let none = Step { op: None, synced: false };
         match event {
             watcher::Event::Init => {
@@ -207,7 +215,7 @@ impl Stream {
         }
     }
 
-    fn convert(&self, object: DynamicObject) -> Option<Object> {
+    fn convert(&self, object: Watched) -> Option<Object> {
         let name = object.metadata.name.clone().unwrap_or_default();
         match kinds::to_indexed_object(&self.served, object) {
             Ok(object) if self.scope.contains(&object.key) => Some(object),
@@ -292,7 +300,7 @@ mod tests {
         keys
     }
 
-    fn dynamic(name: &str, ns: &str, rv: &str) -> DynamicObject {
+    fn dynamic(name: &str, ns: &str, rv: &str) -> Watched {
         serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns, "resourceVersion": rv}, "spec": {}}))
             .expect("dynamic")
     }
@@ -417,7 +425,7 @@ mod tests {
         let step = stream.on_event(watcher::Event::Delete(dynamic("a", "shop", "3")));
         assert!(matches!(step.op, Some(Op::Delete(ref k)) if k.name == "a"));
         // A nameless object is skipped, not a panic.
-        let nameless: DynamicObject = serde_json::from_value(json!({"metadata": {}})).expect("dynamic");
+        let nameless: Watched = serde_json::from_value(json!({"metadata": {}})).expect("dynamic");
         assert!(stream.on_event(watcher::Event::Apply(nameless)).op.is_none());
     }
 

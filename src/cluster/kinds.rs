@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::model::{Kind, ModelError, Object};
 
+use super::watched::Watched;
 use super::{ClusterError, within};
 
 /// How long one discovery request may take.
@@ -106,21 +107,19 @@ pub fn to_object(served: &Served, object: DynamicObject) -> Result<Object, Model
     Object::from_value(raw, "")
 }
 
-/// [`to_object`] for the live index, which also drops a Deployment's pod
-/// spec (`spec.template.spec`, often most of the object): generation, the
-/// rules and the controller read only its template's labels and its uid. A
-/// rollout that only changes images is then bookkeeping for the index (no
+/// A watched object as the live index stores it: [`Watched`] has skipped
+/// its status, managed fields, unread annotations and, for a Deployment, its
+/// pod spec (`spec.template.spec`, often most of the object) as it was read;
+/// this sets `apiVersion` and `kind` and [`normalize`]s the rest. Generation,
+/// the rules and the controller read only a template's labels and its uid,
+/// so a rollout that only changes images is bookkeeping for the index (no
 /// reconcile, no audit), and a cluster's large pod specs cost no memory.
 /// `check --cluster` reads through [`to_object`]: it judges a Deployment
 /// file's UPDATE against the cluster's, whose template the mutation compares.
-pub fn to_indexed_object(served: &Served, mut object: DynamicObject) -> Result<Object, ModelError> {
-    // Before the copy `to_object` makes: the pod spec is never copied.
-    if served.kind == Kind::Deployment
-        && let Some(template) = object.data.pointer_mut("/spec/template").and_then(Value::as_object_mut)
-    {
-        template.remove("spec");
-    }
-    to_object(served, object)
+pub fn to_indexed_object(served: &Served, watched: Watched) -> Result<Object, ModelError> {
+    let mut raw = Value::Object(watched.raw);
+    normalize(served, &mut raw);
+    Object::from_value(raw, "")
 }
 
 /// The annotation prefixes routeguard reads (its own, and Istio's
@@ -246,19 +245,12 @@ mod tests {
             whole.raw["spec"]["template"]["spec"]["containers"][0]["image"], "reviews:1",
             "check reads it whole"
         );
-        let indexed = to_indexed_object(&served, dynamic).expect("object");
+        let watched: Watched = serde_json::from_value(serde_json::to_value(&dynamic).expect("json")).expect("watched");
+        let indexed = to_indexed_object(&served, watched).expect("object");
         let mut expected = whole.raw;
         expected["spec"]["template"].as_object_mut().map(|t| t.remove("spec"));
         assert_eq!(indexed.raw, expected);
         assert_eq!(indexed.raw["spec"]["template"]["metadata"]["labels"]["version"], "v1");
-        // Other kinds keep their spec whole.
-        let service: DynamicObject = serde_json::from_value(json!({
-            "metadata": {"name": "reviews", "namespace": "shop"},
-            "spec": {"template": {"spec": "kept"}, "selector": {"app": "reviews"}}
-        }))
-        .expect("dynamic");
-        let service = to_indexed_object(&Served::new(Kind::Service, "v1"), service).expect("object");
-        assert_eq!(service.raw["spec"]["template"]["spec"], "kept");
     }
 
     #[test]

@@ -20,7 +20,6 @@ use std::time::Duration;
 use json_patch::jsonptr::PointerBuf;
 use kube::Api;
 use kube::api::ListParams;
-use kube::core::DynamicObject;
 use serde_json::Value;
 
 use crate::model::gateway::ParentRef;
@@ -31,6 +30,7 @@ use crate::policy::{Code, Entry, Finding, Severity, Snapshot, gateways, hosts};
 use super::index::{self, Op, Scope};
 use super::kinds::{self, Served};
 use super::metrics::{ClusterStatus, KindState};
+use super::watched::Watched;
 use super::{ClusterError, within};
 
 /// The default deadline for all re-reads of one request.
@@ -200,7 +200,7 @@ pub fn with_found(snapshot: &Snapshot, found: Vec<Found>) -> Snapshot {
 }
 
 /// True when `snapshot` holds `key` in the version `object` was read in.
-fn is_held(snapshot: &Snapshot, key: &ObjectKey, object: &DynamicObject) -> bool {
+fn is_held(snapshot: &Snapshot, key: &ObjectKey, object: &Watched) -> bool {
     let read = version_of(object.metadata.resource_version.as_deref());
     read.is_some() && snapshot.get(key).and_then(Entry::version) == read
 }
@@ -319,13 +319,12 @@ impl Rereader {
     async fn read(&self, served: Served, read: Read, snapshot: &Snapshot) -> Result<Found, ClusterError> {
         match read {
             Read::Get(key) => {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), &key.namespace, &served.resource);
+                let api: Api<Watched> = Api::namespaced_with(self.client.clone(), &key.namespace, &served.resource);
                 let got = within(&format!("re-read {key}"), self.timeout, api.get_opt(&key.name)).await?;
                 got_found(snapshot, &served, key, got)
             }
             Read::List { kind, namespace } => {
-                let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &namespace, &served.resource);
+                let api: Api<Watched> = Api::namespaced_with(self.client.clone(), &namespace, &served.resource);
                 let what = format!("re-read {kind} in {namespace}");
                 let list = within(&what, self.timeout, api.list(&ListParams::default())).await?;
                 Ok(listed_found(snapshot, &served, namespace, list.items))
@@ -340,7 +339,7 @@ fn got_found(
     snapshot: &Snapshot,
     served: &Served,
     key: ObjectKey,
-    got: Option<DynamicObject>,
+    got: Option<Watched>,
 ) -> Result<Found, ClusterError> {
     if got.as_ref().is_some_and(|o| is_held(snapshot, &key, o)) {
         return Ok(Found::Held);
@@ -355,7 +354,7 @@ fn got_found(
 /// What a list of `served`'s kind in `namespace` found: the keys of the
 /// objects `snapshot` holds in the version listed, and the others converted
 /// as the watch converts them (an object that cannot be read is left out).
-fn listed_found(snapshot: &Snapshot, served: &Served, namespace: String, items: Vec<DynamicObject>) -> Found {
+fn listed_found(snapshot: &Snapshot, served: &Served, namespace: String, items: Vec<Watched>) -> Found {
     let kind = served.kind;
     let (mut changed, mut held) = (Vec::new(), Vec::new());
     for item in items {

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use kube::Api;
-use kube::core::DynamicObject;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::{mpsc, watch as channel};
 use tokio::task::AbortHandle;
@@ -28,6 +27,7 @@ use crate::supervisor::Supervisor;
 use super::index::{Effect, Op, PUBLISH_EVERY, Publisher, QUIET_PUBLISH_EVERY, Scope, Stream};
 use super::kinds::{self, Served};
 use super::metrics::ClusterStatus;
+use super::watched::Watched;
 
 /// What the watchers cover and how often absent kinds are looked up again.
 #[derive(Debug, Clone)]
@@ -261,7 +261,7 @@ async fn watch_scope(
     tx: mpsc::Sender<Msg>,
 ) -> Stopped {
     let served: Served = stream.served.clone();
-    let api: Api<DynamicObject> = match &stream.scope.namespace {
+    let api: Api<Watched> = match &stream.scope.namespace {
         Some(ns) => Api::namespaced_with(client, ns, &served.resource),
         None => Api::all_with(client, &served.resource),
     };

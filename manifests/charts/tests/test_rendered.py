@@ -46,6 +46,7 @@ DEFAULTS = {
     "watch": [],
     "generator": True,
     "lease": "routeguard-generator",
+    "resync_interval": "5m",
     "audit_interval": "5m",
     "policy_reports": True,
     "issuer": "routeguard-selfsigned",
@@ -75,6 +76,7 @@ EXPECT = {
         "hard_anti_affinity": True,
         "priority": "routeguard-critical",
         "generator": False,
+        "resync_interval": "30m",
         "audit_interval": "10m",
         "policy_reports": False,
         "service_monitor": True,
@@ -217,6 +219,7 @@ def test_values_schema_is_strict():
         (("webhook.url=http://example.com:8443",), "/webhook/url"),
         (("serviceAccount.create=false",), "serviceAccount.name"),
         (("audit.interval=five minutes",), "/audit/interval"),
+        (("generator.resyncInterval=60",), "/generator/resyncInterval"),
         (("audit.policyReports.enabled=maybe",), "/audit/policyReports/enabled"),
     ],
 )
@@ -528,6 +531,7 @@ def test_tls_mode_arguments_and_volumes(values_file):
     # The Lease elects the generator's and the audit's leader: always there.
     assert args["generate"] == ("true" if e["generator"] else "false")
     assert args["leader-election-lease"] == e["lease"]
+    assert args["resync-interval"] == e["resync_interval"]
     assert args["audit-interval"] == e["audit_interval"]
     assert args["policy-reports"] == ("true" if e["policy_reports"] else "false")
     if e["watch"]:

@@ -189,7 +189,7 @@ fn what_the_snapshot_holds_in_the_version_read_is_kept_as_it_is() {
     };
     let snapshot =
         Snapshot::from_objects(&Policy::default(), vec![versioned(service(), "7"), versioned(rule(&["v1"]), "8")]);
-    let read = |rv: Option<&str>| -> DynamicObject {
+    let read = |rv: Option<&str>| -> Watched {
         serde_json::from_value(json!({"metadata": {"name": "reviews", "namespace": "shop", "resourceVersion": rv}}))
             .expect("dynamic")
     };
@@ -226,7 +226,7 @@ fn a_read_names_what_the_snapshot_holds_and_converts_the_rest_as_the_watch_does(
     };
     let snapshot =
         Snapshot::from_objects(&Policy::default(), vec![versioned(service(), "7"), versioned(deployment("v1"), "8")]);
-    let dynamic = |mut raw: Value, rv: &str| -> DynamicObject {
+    let dynamic = |mut raw: Value, rv: &str| -> Watched {
         raw["metadata"]["resourceVersion"] = json!(rv);
         serde_json::from_value(raw).expect("dynamic")
     };
