@@ -127,6 +127,15 @@ fn bench_watch_event(c: &mut Criterion) {
 }
 
 /// An index of `objects` objects, four per app.
+/// App `app`'s Deployment as the index holds it, with resourceVersion `rv`:
+/// a status-only update once the index dropped `status`.
+fn status_updated(live: &SharedSnapshot, (app, rv): (usize, usize)) -> Object {
+    let key = deployment(app, 0).key;
+    let mut object = live.current().get(&key).expect("stored").object();
+    object.raw["metadata"]["resourceVersion"] = json!(rv.to_string());
+    object
+}
+
 fn index(objects: usize) -> Snapshot {
     let apps = objects / 4;
     let all = (0..apps).flat_map(|a| [service(a, 1), deployment(a, 1), destination_rule(a, 1), virtual_service(a, 1)]);
@@ -170,17 +179,26 @@ fn bench_events(c: &mut Criterion) {
         let _ = publisher.publish();
         group.bench_function(BenchmarkId::new("status-update-deployment", size), |b| {
             b.iter_batched(
-                || {
-                    let (app, rv) = next();
-                    let key = deployment(app, 0).key;
-                    let mut object = live.current().get(&key).expect("stored").object();
-                    object.raw["metadata"]["resourceVersion"] = json!(rv.to_string());
-                    object
-                },
+                || status_updated(&live, next()),
                 |object| assert_eq!(publisher.push(Op::upsert(black_box(&object))), Effect::Version),
                 BatchSize::SmallInput,
             )
         });
+        // The same update once its entry is built: stored by removing the old
+        // entry and inserting the new one (every index slot it names taken
+        // out and put back), or by swapping it in place (`Snapshot::refresh`).
+        type Store = fn(&mut Snapshot, routeguard::policy::Entry) -> Option<routeguard::policy::Entry>;
+        let stores: [(&str, Store); 2] = [("insert", Snapshot::insert), ("refresh", Snapshot::refresh)];
+        for (name, store) in stores {
+            let mut working = live.current().as_ref().clone();
+            group.bench_function(BenchmarkId::new(format!("store-status-update-{name}"), size), |b| {
+                b.iter_batched(
+                    || routeguard::policy::Entry::new(&status_updated(&live, next())),
+                    |entry| assert!(store(&mut working, black_box(entry)).is_some()),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         // A delete and the add that restores it: the pair, so the index keeps its size.
         group.bench_function(BenchmarkId::new("delete-and-add-virtualservice", size), |b| {
             b.iter_batched(

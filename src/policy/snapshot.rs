@@ -231,6 +231,26 @@ impl Snapshot {
         old
     }
 
+    /// Replaces an entry by one that differs from it only in [`BOOKKEEPING`]
+    /// metadata (a status update, once the live index dropped `status`): the
+    /// indexes name the same hosts and labels for both, so the new entry takes
+    /// the old one's place in each and none is removed or added. Any other
+    /// entry is stored as [`Snapshot::insert`] stores it.
+    pub fn refresh(&mut self, entry: Entry) -> Option<Entry> {
+        let old = match self.get(entry.key()) {
+            Some(current) if current.is_same_content(&entry) => current.clone(),
+            _ => return self.insert(entry),
+        };
+        // Every map below replaces the element of an equal key, the key included.
+        for term in self.terms(&entry) {
+            self.index(&entry, term, true);
+        }
+        let key = entry.key();
+        self.by_namespace.entry((key.kind, key.namespace.clone())).or_default().insert(ByKey(entry.clone()));
+        self.entries.insert(ByKey(entry), ());
+        Some(old)
+    }
+
     /// Removes an object, returning its entry.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Entry> {
         let (ByKey(entry), ()) = self.entries.remove_with_key(key)?;

@@ -245,3 +245,62 @@ fn namespace_labels_follow_upserts_and_removals() {
     assert!(snap.namespace_labels("shop").is_none());
     assert!(snap.is_empty());
 }
+
+/// Every slot of every index, with the key and resourceVersion of what it holds.
+fn layout(snap: &Snapshot) -> Vec<String> {
+    let at = |e: &Entry| format!("{} @{:?}", e.key(), e.version());
+    let sets = |name: &str, map: &HashMap<String, Keys>| -> Vec<String> {
+        map.iter().flat_map(|(slot, keys)| keys.iter().map(move |k| format!("{name} {slot}: {}", at(&k.0)))).collect()
+    };
+    let mut all: Vec<String> = snap.entries().map(|e| format!("entry {}", at(e))).collect();
+    all.extend(snap.services.iter().map(|(host, e)| format!("service {host}: {}", at(e))));
+    all.extend(sets("entry-host", &snap.entry_hosts));
+    all.extend(sets("entry-wildcard", &snap.entry_wildcards));
+    all.extend(sets("route", &snap.routes));
+    all.extend(sets("bound", &snap.bound_hosts));
+    all.extend(sets("template", &snap.templates));
+    all.extend(sets("all-rules", &snap.all_rules.exact));
+    all.extend(sets("all-rules*", &snap.all_rules.wildcard));
+    for (ns, rules) in &snap.rules {
+        all.extend(sets(&format!("rules {ns}"), &rules.exact));
+        all.extend(sets(&format!("rules* {ns}"), &rules.wildcard));
+    }
+    for ((kind, ns), keys) in &snap.by_namespace {
+        all.extend(keys.iter().map(|k| format!("namespace {kind:?} {ns}: {}", at(&k.0))));
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn a_refresh_swaps_the_entry_in_every_index_as_an_insert_would() {
+    let mut objects = bookinfo();
+    objects.push(object(json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "ext", "namespace": "default"},
+        "spec": {"hosts": ["api.example.com", "*.example.org"]}})));
+    objects.push(dr("default", "wide", "*.example.org", &["v1"], &[]));
+    let bumped: Vec<Object> = objects
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            o.raw["metadata"]["resourceVersion"] = json!("100");
+            o.raw["metadata"]["generation"] = json!(7);
+            o
+        })
+        .collect();
+    let mut refreshed = snapshot(objects.clone());
+    for object in &bumped {
+        let old = refreshed.refresh(Entry::new(object)).expect("it held the object");
+        assert_eq!(old.version(), None, "{}", object.key);
+    }
+    let inserted = snapshot(bumped.clone());
+    assert_eq!(layout(&refreshed), layout(&inserted));
+    assert!(layout(&refreshed).iter().all(|slot| slot.ends_with("@Some(100)")), "{:#?}", layout(&refreshed));
+    // A changed object is not refreshed in place: it moves as an insert moves it.
+    let mut moved = bumped[1].clone();
+    moved.raw["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
+    refreshed.refresh(Entry::new(&moved));
+    let mut expected = bumped.clone();
+    expected[1] = moved;
+    assert_eq!(layout(&refreshed), layout(&snapshot(expected)));
+}
