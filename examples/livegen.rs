@@ -2,8 +2,11 @@
 //! against the in-process fake API server of the tests, at cluster scale.
 //!
 //! ```text
-//! cargo run --release --example livegen -- [--apps 2500] [--churn 10] [--rate 100]
+//! cargo run --release --example livegen -- [--apps 2500] [--churn 10] [--rate 100] [--routeguard PATH]
 //! ```
+//!
+//! `--routeguard target/release/routeguard` (after `cargo build --release`)
+//! runs the product's own binary; by default the child is this binary.
 //!
 //! In one run, on 127.0.0.1 only:
 //! 1. fills the fake (`tests/cluster_fake`, plain HTTP) with `--apps` apps in
@@ -11,7 +14,7 @@
 //!    server sends it: managed fields, annotations, status; about 4 KB), a
 //!    DestinationRule and a VirtualService each (4 objects an app);
 //! 2. starts routeguard in live mode in a child process (this binary re-run
-//!    with `--child`), through a kubeconfig that points at the fake, and
+//!    with `--child`, or `--routeguard`), through a kubeconfig that points at the fake, and
 //!    reports the time to ready and to the end of the bootstrap (a generated
 //!    per-version Service for every app), then its resident memory;
 //! 3. measures routeguard's CPU while the fake sends `--rate` status-only
@@ -40,13 +43,16 @@ use serde_json::{Value, json};
 
 #[path = "../tests/cluster_fake/mod.rs"]
 mod cluster_fake;
+// This binary and its children run on the allocator the routeguard binary runs on.
+#[path = "../src/allocator.rs"]
+mod allocator;
 #[path = "harness/mod.rs"]
 mod harness;
 
 use cluster_fake::{Fake, deployments, rules, services, virtual_services};
 use harness::{
-    Sender, admission_review, client_config, connect, cpu_time, free_addr, memory, mib, send, spawn_with,
-    wait_for_ready,
+    Sender, admission_review, client_config, connect, cpu_time, free_addr, memory, mib, send, spawn_program,
+    spawn_with, wait_for_ready,
 };
 
 const NAMESPACES: usize = 50;
@@ -57,6 +63,9 @@ struct Options {
     apps: usize,
     churn: Duration,
     rate: u64,
+    /// The routeguard binary to run; `None`: this binary with `--child`
+    /// (the same library, but its memory includes the harness's code).
+    routeguard: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("not serve"),
         };
     }
-    let mut options = Options { apps: 2_500, churn: Duration::from_secs(10), rate: 100 };
+    let mut options = Options { apps: 2_500, churn: Duration::from_secs(10), rate: 100, routeguard: None };
     let mut it = args.iter().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
@@ -79,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             "--apps" => options.apps = value.parse::<usize>()?.clamp(1, 100_000),
             "--churn" => options.churn = Duration::from_secs_f64(value.parse::<f64>()?.clamp(1.0, 120.0)),
             "--rate" => options.rate = value.parse::<u64>()?.clamp(1, 10_000),
+            "--routeguard" => options.routeguard = Some(value.into()),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -238,7 +248,15 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let ours = spawn_with(&args, &[("KUBECONFIG", &kubeconfig)], &dir.join("routeguard.log"))?;
+    let env = [("KUBECONFIG", kubeconfig.as_path())];
+    let log = dir.join("routeguard.log");
+    let ours = match &options.routeguard {
+        Some(program) => {
+            let args: Vec<&str> = std::iter::once("serve").chain(args.iter().copied()).collect();
+            spawn_program(program, &args, &env, &log)?
+        }
+        None => spawn_with(&args, &env, &log)?,
+    };
     let pid = ours.0.id();
     wait_for_ready(admin).await?;
     let ready = started.elapsed();

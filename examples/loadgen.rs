@@ -31,6 +31,9 @@ use axum::body::Bytes;
 use routeguard::server::certs::Authority;
 use serde_json::Value;
 
+// This binary and its children run on the allocator the routeguard binary runs on.
+#[path = "../src/allocator.rs"]
+mod allocator;
 #[path = "harness/mod.rs"]
 mod harness;
 

@@ -8,6 +8,8 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use routeguard::check;
 use routeguard::cli::{CertsCommand, Cli, Command, OutputFormat};
 
+mod allocator;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

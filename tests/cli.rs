@@ -708,3 +708,19 @@ fn certs_generate_writes_a_ca_and_a_serving_pair() {
         assert_eq!(mode & 0o077, 0, "the key is private");
     }
 }
+
+/// The binary allocates with jemalloc and the options `src/allocator.rs`
+/// builds in (a background thread, dirty pages back after a second, none kept
+/// lazily): jemalloc prints them at exit when `stats_print` is added from the
+/// environment, which it reads after the built-in options.
+#[cfg(feature = "jemalloc")]
+#[test]
+fn the_binary_runs_on_jemalloc_with_prompt_purging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = command(dir.path(), &["--help"]).env("_RJEM_MALLOC_CONF", "stats_print:true").output().expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for option in ["opt.background_thread: true", "opt.dirty_decay_ms: 1000", "opt.muzzy_decay_ms: 0"] {
+        assert!(stats.contains(option), "{option} not in jemalloc's statistics:\n{stats}");
+    }
+}

@@ -41,6 +41,14 @@ pub fn spawn(args: &[&str], log: &Path) -> anyhow::Result<Server> {
 /// [`spawn`] with environment variables set for the child.
 pub fn spawn_with(args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?;
+    let args: Vec<&str> = std::iter::once("--child").chain(args.iter().copied()).collect();
+    spawn_program(&exe, &args, env, log)
+}
+
+/// Runs `program` with `args` as a server child, its stderr to `log`
+/// (under `HARNESS_WRAP`, if set, as [`spawn_with`] does).
+pub fn spawn_program(program: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::Result<Server> {
+    let exe = program;
     let log = std::fs::File::create(log)?;
     // HARNESS_WRAP runs the child under a profiler, e.g.
     // `HARNESS_WRAP="valgrind --tool=massif --massif-out-file=/tmp/massif.out"`.
@@ -54,7 +62,7 @@ pub fn spawn_with(args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::R
         }
         None => Command::new(exe),
     };
-    command.arg("--child").args(args).stdout(Stdio::null()).stderr(log);
+    command.args(args).stdout(Stdio::null()).stderr(log);
     for (name, value) in env {
         command.env(name, value);
     }
