@@ -1,10 +1,10 @@
 //! The binary's global allocator: jemalloc (the default feature `jemalloc`),
 //! told to give freed memory back to the system within about a second.
-//! Declared by `main.rs` (and the load harnesses, `examples/*gen.rs`), not by the library, which
-//! leaves the choice to whoever embeds it.
+//! Declared by `main.rs` (and the load harnesses, `examples/*gen.rs`), not
+//! by the library, which leaves the choice to whoever embeds it.
 //!
 //! Why (BENCHMARKS.md, "Allocator"): against glibc's malloc on the same runs,
-//! live mode at 10,000 objects stays at 42-43 MiB instead of 50-54 (glibc kept
+//! live mode at 10,000 objects stays at 42-44 MiB instead of 50-54 (glibc kept
 //! the bootstrap's freed 4 KB objects as fragmented arenas) and the admission
 //! server spends about a quarter less CPU per request. Without the background
 //! thread and the short decay, jemalloc kept its peak resident (72 MiB).
