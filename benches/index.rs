@@ -126,7 +126,6 @@ fn bench_watch_event(c: &mut Criterion) {
     group.finish();
 }
 
-/// An index of `objects` objects, four per app.
 /// App `app`'s Deployment as the index holds it, with resourceVersion `rv`:
 /// a status-only update once the index dropped `status`.
 fn status_updated(live: &SharedSnapshot, (app, rv): (usize, usize)) -> Object {
@@ -136,6 +135,7 @@ fn status_updated(live: &SharedSnapshot, (app, rv): (usize, usize)) -> Object {
     object
 }
 
+/// An index of `objects` objects, four per app.
 fn index(objects: usize) -> Snapshot {
     let apps = objects / 4;
     let all = (0..apps).flat_map(|a| [service(a, 1), deployment(a, 1), destination_rule(a, 1), virtual_service(a, 1)]);

@@ -45,22 +45,21 @@ pub fn spawn_with(args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::R
     spawn_program(&exe, &args, env, log)
 }
 
-/// Runs `program` with `args` as a server child, its stderr to `log`
-/// (under `HARNESS_WRAP`, if set, as [`spawn_with`] does).
+/// Runs `program` with `args` as a server child, its stderr to `log`, under
+/// `HARNESS_WRAP` if set.
 pub fn spawn_program(program: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::Result<Server> {
-    let exe = program;
     let log = std::fs::File::create(log)?;
     // HARNESS_WRAP runs the child under a profiler, e.g.
     // `HARNESS_WRAP="valgrind --tool=massif --massif-out-file=/tmp/massif.out"`.
     let wrap = std::env::var("HARNESS_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
     let mut command = match words.next() {
-        Some(program) => {
-            let mut command = Command::new(program);
-            command.args(words).arg(exe);
+        Some(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.args(words).arg(program);
             command
         }
-        None => Command::new(exe),
+        None => Command::new(program),
     };
     command.args(args).stdout(Stdio::null()).stderr(log);
     for (name, value) in env {

@@ -101,15 +101,10 @@ fn effect_of(snapshot: &Snapshot, entry: &Entry) -> Effect {
 /// ([`Effect::Version`] or [`Effect::Content`]).
 fn upsert(snapshot: &mut Snapshot, entry: &Entry, stored_from: Effect) -> Effect {
     let effect = effect_of(snapshot, entry);
-    match effect {
-        _ if effect < stored_from => {}
-        // The indexes stay as they are: only the entry is swapped in them.
-        Effect::Version => {
-            snapshot.refresh(entry.clone());
-        }
-        _ => {
-            snapshot.insert(entry.clone());
-        }
+    if effect >= stored_from {
+        // An entry that differs only in bookkeeping is swapped in place in
+        // the indexes; any other is inserted.
+        snapshot.refresh(entry.clone());
     }
     if effect == Effect::Content {
         snapshot.note_change(entry.key().clone());
