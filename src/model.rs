@@ -12,6 +12,7 @@ pub mod istio;
 mod labels;
 pub(crate) mod marks;
 pub mod path;
+mod pointer;
 
 use std::fmt;
 
@@ -21,6 +22,7 @@ use serde_json::Value;
 pub use fingerprint::Fingerprint;
 pub use labels::Labels;
 pub use path::FieldPath;
+pub use pointer::Lookup;
 
 /// The kinds routeguard understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -235,17 +237,17 @@ impl Object {
 
     /// `metadata.labels`, or an empty map.
     pub fn labels(&self) -> Labels {
-        string_map(self.raw.pointer("/metadata/labels"))
+        string_map(self.raw.lookup("/metadata/labels"))
     }
 
     /// `metadata.annotations`, or an empty map.
     pub fn annotations(&self) -> Labels {
-        string_map(self.raw.pointer("/metadata/annotations"))
+        string_map(self.raw.lookup("/metadata/annotations"))
     }
 
     /// One annotation's value.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.raw.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str)
+        self.raw.lookup("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str)
     }
 
     /// The `spec` read as the typed view `T` (fields absent or of an unknown

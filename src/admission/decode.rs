@@ -8,6 +8,7 @@
 //! round trip. One pass over the bytes, no `serde(flatten)` buffering; a body
 //! that is not a usable review is read again, step by step, for the error.
 
+use crate::model::Lookup as _;
 use std::borrow::Cow;
 
 use kube::core::GroupVersionKind;
@@ -353,7 +354,7 @@ fn read_object(request: &Request, kind: Kind, text: &RawValue, field: &'static s
     // The text was checked as JSON with the rest of the body; only nesting
     // deeper than serde_json's limit can fail here.
     let raw: Value = serde_json::from_str(text.get()).map_err(|e| bad(e.to_string()))?;
-    let has_name = raw.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let has_name = raw.lookup("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
     let object = if has_name {
         Object::from_value(raw, &request.namespace)
     } else {
@@ -383,7 +384,7 @@ fn stand_in_name(request: &Request, raw: &Value) -> String {
     if !request.name.is_empty() {
         return request.name.clone();
     }
-    match raw.pointer("/metadata/generateName").and_then(Value::as_str) {
+    match raw.lookup("/metadata/generateName").and_then(Value::as_str) {
         Some(prefix) if !prefix.is_empty() => format!("{prefix}*"),
         _ => "(unnamed)".to_string(),
     }

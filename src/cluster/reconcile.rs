@@ -17,6 +17,7 @@
 //! - Only objects labelled both `app.kubernetes.io/managed-by: routeguard` and
 //!   `routeguard.io/service` are ever deleted or replaced.
 
+use crate::model::Lookup as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use json_patch::jsonptr::PointerBuf;
@@ -168,7 +169,7 @@ pub fn body_hash(body: &Value) -> String {
 
 /// True when `actual` already carries the applied hash of `body` and every field of it.
 pub fn up_to_date(body: &Value, actual: &Value) -> bool {
-    let hash = |v: &Value| v.pointer("/metadata/annotations").and_then(|a| a.get(APPLIED_HASH_ANNOTATION)).cloned();
+    let hash = |v: &Value| v.lookup("/metadata/annotations").and_then(|a| a.get(APPLIED_HASH_ANNOTATION)).cloned();
     hash(body) == hash(actual) && covers(body, actual)
 }
 
@@ -189,7 +190,7 @@ fn owner_references(input: Inputs<'_>, object: &Object) -> Vec<Value> {
     let namespace = object.namespace();
     match object.kind() {
         Kind::Service => {
-            let selector = string_map(object.raw.pointer("/spec/selector"));
+            let selector = string_map(object.raw.lookup("/spec/selector"));
             // The Deployments generation read the versions from (those with a readable spec).
             input
                 .snapshot
@@ -208,7 +209,7 @@ fn owner_references(input: Inputs<'_>, object: &Object) -> Vec<Value> {
 }
 
 fn owner(object: &Object, api_version: &str) -> Option<Value> {
-    let uid = object.raw.pointer("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty())?;
+    let uid = object.raw.lookup("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty())?;
     Some(json!({"apiVersion": api_version, "kind": object.kind().as_str(), "name": object.name(), "uid": uid}))
 }
 
@@ -250,8 +251,8 @@ fn prune_managed(input: Inputs<'_>, entry: &Entry) -> Option<Action> {
     let snapshot = input.snapshot;
     let delete = || Action::Delete {
         key: object.key.clone(),
-        uid: object.raw.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string),
-        resource_version: object.raw.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string),
+        uid: object.raw.lookup("/metadata/uid").and_then(Value::as_str).map(str::to_string),
+        resource_version: object.raw.lookup("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string),
     };
     match object.kind() {
         Kind::Service => {
@@ -278,11 +279,11 @@ fn prune_managed(input: Inputs<'_>, entry: &Entry) -> Option<Action> {
                 "metadata": {
                     "name": object.name(),
                     "namespace": object.namespace(),
-                    "labels": object.raw.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                    "labels": object.raw.lookup("/metadata/labels").cloned().unwrap_or(json!({})),
                 },
-                "spec": {"host": object.raw.pointer("/spec/host").cloned().unwrap_or(json!("")), "subsets": used},
+                "spec": {"host": object.raw.lookup("/spec/host").cloned().unwrap_or(json!("")), "subsets": used},
             });
-            if let Some(owners) = object.raw.pointer("/metadata/ownerReferences") {
+            if let Some(owners) = object.raw.lookup("/metadata/ownerReferences") {
                 body["metadata"]["ownerReferences"] = owners.clone();
             }
             let hash = body_hash(&body);
@@ -302,7 +303,7 @@ fn recorded(object: &Object) -> BTreeSet<String> {
 }
 
 fn test_version(object: &Object) -> Option<Value> {
-    let rv = object.raw.pointer("/metadata/resourceVersion").and_then(Value::as_str)?;
+    let rv = object.raw.lookup("/metadata/resourceVersion").and_then(Value::as_str)?;
     Some(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}))
 }
 

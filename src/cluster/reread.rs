@@ -13,6 +13,7 @@
 //! The re-read objects only serve this judgement; the index itself is
 //! updated by the watch alone (so a stale read can never overwrite it).
 
+use crate::model::Lookup as _;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,7 +103,7 @@ pub fn plan(object: &Object, findings: &[Finding], snapshot: &Snapshot) -> BTree
                 if at.as_str().ends_with(".name") {
                     at = at.parent().unwrap_or(at);
                 }
-                let Some(backend) = pointer(&at).and_then(|p| object.raw.pointer(&p).cloned()) else { continue };
+                let Some(backend) = pointer(&at).and_then(|p| object.raw.lookup(&p).cloned()) else { continue };
                 let Some(name) = backend.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
                     continue;
                 };
@@ -114,7 +115,7 @@ pub fn plan(object: &Object, findings: &[Finding], snapshot: &Snapshot) -> BTree
             }
             // The Istio Gateway a `gateways` entry names (the finding's path is the entry).
             (Kind::VirtualService, Code::RG114) => {
-                let at = pointer(&finding.path).and_then(|p| object.raw.pointer(&p));
+                let at = pointer(&finding.path).and_then(|p| object.raw.lookup(&p));
                 let Some(written) = at.and_then(Value::as_str) else { continue };
                 if let Some((namespace, name)) = gateways::istio_gateway_ref(written, ns) {
                     let key = ObjectKey { kind: Kind::IstioGateway, namespace: namespace.into(), name: name.into() };
@@ -123,7 +124,7 @@ pub fn plan(object: &Object, findings: &[Finding], snapshot: &Snapshot) -> BTree
             }
             // The Gateway or Service a parentRef names (the finding's path is its `.name`).
             (Kind::HttpRoute, Code::RG114) => {
-                let at = finding.path.parent().and_then(|p| pointer(&p)).and_then(|p| object.raw.pointer(&p));
+                let at = finding.path.parent().and_then(|p| pointer(&p)).and_then(|p| object.raw.lookup(&p));
                 let Some(parent) = at.and_then(|v| serde_json::from_value::<ParentRef>(v.clone()).ok()) else {
                     continue;
                 };
@@ -140,7 +141,7 @@ pub fn plan(object: &Object, findings: &[Finding], snapshot: &Snapshot) -> BTree
 /// The destination object around a finding's path (`...destination.subset` -> `...destination`).
 fn destination_at(object: &Object, path: &FieldPath) -> Option<Value> {
     let parent = path.parent()?;
-    object.raw.pointer(&pointer(&parent)?).cloned()
+    object.raw.lookup(&pointer(&parent)?).cloned()
 }
 
 /// A field path of plain keys and indexes as a JSON pointer (`spec.http[0]` -> `/spec/http/0`).
@@ -248,12 +249,12 @@ pub fn pending_subsets(
             let generated = desired.iter().any(|o| {
                 o.kind() == Kind::DestinationRule
                     && o.raw
-                        .pointer("/spec/host")
+                        .lookup("/spec/host")
                         .and_then(Value::as_str)
                         .map(|h| hosts::qualify(h, o.namespace(), snapshot.domain()))
                         == Some(host.clone())
                     && o.raw
-                        .pointer("/spec/subsets")
+                        .lookup("/spec/subsets")
                         .and_then(Value::as_array)
                         .is_some_and(|list| list.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(subset)))
             });

@@ -1,5 +1,6 @@
 //! Lenient typed views of `networking.istio.io` objects (v1, v1beta1, v1alpha3 share one schema).
 
+use super::Lookup as _;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -286,7 +287,7 @@ pub struct Subset {
 
 /// The `spec.subsets` of a DestinationRule's JSON, as written (empty when missing).
 pub fn raw_subsets(rule: &serde_json::Value) -> Vec<&serde_json::Value> {
-    rule.pointer("/spec/subsets").and_then(serde_json::Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+    rule.lookup("/spec/subsets").and_then(serde_json::Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
 }
 
 /// The `name` of one subset of a DestinationRule's JSON.

@@ -4,6 +4,7 @@
 //! several top-level `trafficPolicy` only the oldest rule's applies. Oldest
 //! means the earliest `metadata.creationTimestamp`, then the first name.
 
+use crate::model::Lookup as _;
 use std::cmp::Ordering;
 
 use crate::model::istio::DestinationRuleSpec;
@@ -40,7 +41,7 @@ impl Age<'_> {
 }
 
 fn created(raw: &serde_json::Value) -> Option<&str> {
-    raw.pointer("/metadata/creationTimestamp").and_then(serde_json::Value::as_str).filter(|t| !t.is_empty())
+    raw.lookup("/metadata/creationTimestamp").and_then(serde_json::Value::as_str).filter(|t| !t.is_empty())
 }
 
 /// RG113 for `object`, a DestinationRule being created (`creating`: newer

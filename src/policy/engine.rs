@@ -1,9 +1,11 @@
 //! The entry points: what admission and `check` call.
 
+use crate::model::Lookup as _;
 use crate::model::{FieldPath, Kind, ModelError, Object, Spec};
 
 use super::finding::{Code, Finding};
 use super::snapshot::{Entry, Snapshot};
+use super::subsets::Next;
 use super::{
     Context, Policy, duplicate_rules, fields, gateways, generate, http_route, in_use, routes, service_entry, subsets,
     unused_rules, version,
@@ -79,16 +81,22 @@ impl Engine {
             Operation::Create | Operation::Update => {
                 if let Some(object) = change.object {
                     let creating = change.operation == Operation::Create;
-                    findings.extend(self.check_object(ctx, object, creating));
+                    // Read once: an UPDATE of a DestinationRule judges the new spec twice.
+                    let spec = object.typed_spec();
+                    findings.extend(self.check_spec(ctx, object, &spec, creating));
                     if let (Some(old), Kind::DestinationRule) = (change.old, object.kind()) {
-                        findings.extend(subsets::removed_in_use(ctx, old, Some(object)));
+                        let new_spec = match &spec {
+                            Ok(Spec::DestinationRule(spec)) => Some(spec),
+                            _ => None,
+                        };
+                        findings.extend(subsets::removed_in_use(ctx, old, Next::Updated(new_spec)));
                     }
                 }
             }
             Operation::Delete => {
                 if let Some(old) = change.old {
                     match old.kind() {
-                        Kind::DestinationRule => findings.extend(subsets::removed_in_use(ctx, old, None)),
+                        Kind::DestinationRule => findings.extend(subsets::removed_in_use(ctx, old, Next::Deleted)),
                         Kind::Deployment | Kind::Service => findings.extend(in_use::deletion_in_use(ctx, old)),
                         _ => {}
                     }
@@ -117,29 +125,40 @@ impl Engine {
     /// The findings about one object as it is (no old object involved);
     /// `creating`: the object does not exist yet, so it is the newest (RG113).
     fn check_object(&self, ctx: Context<'_>, object: &Object, creating: bool) -> Vec<Finding> {
+        self.check_spec(ctx, object, &object.typed_spec(), creating)
+    }
+
+    /// [`Engine::check_object`] with the object's spec already read.
+    fn check_spec(
+        &self,
+        ctx: Context<'_>,
+        object: &Object,
+        spec: &Result<Spec, ModelError>,
+        creating: bool,
+    ) -> Vec<Finding> {
         let mut findings = fields::unknown_fields(object);
-        match object.typed_spec() {
+        match spec {
             Err(e) => {
                 let (path, message) = match e {
-                    ModelError::Shape { path, message, .. } => (path, message),
+                    ModelError::Shape { path, message, .. } => (path.clone(), message.clone()),
                     other => (FieldPath::new("spec"), other.to_string()),
                 };
                 findings.push(Finding::new(Code::RG100, &object.key, path, format!("invalid value: {message}")));
             }
             Ok(Spec::VirtualService(spec)) => {
-                findings.extend(routes::check_virtual_service(ctx, &object.key, &spec));
-                findings.extend(gateways::check_virtual_service(ctx, &object.key, &spec));
+                findings.extend(routes::check_virtual_service(ctx, &object.key, spec));
+                findings.extend(gateways::check_virtual_service(ctx, &object.key, spec));
             }
             Ok(Spec::HttpRoute(spec)) => {
-                findings.extend(http_route::check_http_route(ctx, &object.key, &spec));
-                findings.extend(gateways::check_http_route(ctx, &object.key, &spec));
+                findings.extend(http_route::check_http_route(ctx, &object.key, spec));
+                findings.extend(gateways::check_http_route(ctx, &object.key, spec));
             }
             Ok(Spec::DestinationRule(spec)) => {
-                findings.extend(subsets::check_destination_rule(ctx, &object.key, &spec));
-                findings.extend(unused_rules::check(ctx, &object.key, &spec));
-                findings.extend(duplicate_rules::check(ctx, object, &spec, creating));
+                findings.extend(subsets::check_destination_rule(ctx, &object.key, spec));
+                findings.extend(unused_rules::check(ctx, &object.key, spec));
+                findings.extend(duplicate_rules::check(ctx, object, spec, creating));
             }
-            Ok(Spec::ServiceEntry(spec)) => findings.extend(service_entry::check_service_entry(&object.key, &spec)),
+            Ok(Spec::ServiceEntry(spec)) => findings.extend(service_entry::check_service_entry(&object.key, spec)),
             Ok(Spec::Deployment(_)) => findings.extend(version::check_deployment(ctx.policy, object)),
             Ok(_) => {}
         }
@@ -150,7 +169,7 @@ impl Engine {
     /// kinds, and for an object being deleted: the UPDATEs that remove its
     /// finalizers serve no one a label).
     pub fn mutate(&self, object: &Object, old: Option<&Object>) -> Mutation {
-        let deleting = object.raw.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+        let deleting = object.raw.lookup("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
         if object.kind() != Kind::Deployment || deleting {
             return Mutation::default();
         }

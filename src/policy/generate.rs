@@ -28,6 +28,7 @@
 //! objects whose names collide with different content are all dropped. The
 //! output is sorted by kind, namespace and name.
 
+use crate::model::Lookup as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
@@ -131,7 +132,7 @@ fn is_version_specific(service: &Object, selector: &Labels, version_label: &str)
     if selector.contains_key(version_label) || REVISION_HASH_LABELS.iter().any(|k| selector.contains_key(k)) {
         return true;
     }
-    let owners = service.raw.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+    let owners = service.raw.lookup("/metadata/ownerReferences").and_then(Value::as_array);
     owners.into_iter().flatten().any(|owner| owner.get("controller").and_then(Value::as_bool) == Some(true))
 }
 
@@ -162,7 +163,7 @@ fn source(ctx: Context<'_>, entry: &Entry) -> Option<(Object, Labels, Versions)>
         return None;
     }
     let service = entry.object();
-    let selector = string_map(service.raw.pointer("/spec/selector"));
+    let selector = string_map(service.raw.lookup("/spec/selector"));
     if selector.is_empty() || is_version_specific(&service, &selector, key) {
         return None;
     }

@@ -1,5 +1,7 @@
 //! Host names as Istio reads them: short names, FQDNs and wildcards.
 
+use crate::model::Lookup as _;
+
 /// Expands a host written in an object of namespace `namespace`: a dot-free
 /// name becomes `<name>.<namespace>.svc.<domain>`; anything else is literal.
 pub fn qualify(host: &str, namespace: &str, domain: &str) -> String {
@@ -18,7 +20,7 @@ pub fn qualify(host: &str, namespace: &str, domain: &str) -> String {
 /// The host a DestinationRule names (`spec.host` of its JSON), qualified in
 /// its namespace; `None` when empty or missing.
 pub fn rule_host(rule: &crate::model::Object, domain: &str) -> Option<String> {
-    let host = rule.raw.pointer("/spec/host").and_then(serde_json::Value::as_str).filter(|h| !h.is_empty())?;
+    let host = rule.raw.lookup("/spec/host").and_then(serde_json::Value::as_str).filter(|h| !h.is_empty())?;
     Some(qualify(host, rule.namespace(), domain))
 }
 

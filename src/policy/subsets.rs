@@ -113,14 +113,24 @@ fn unselected_subsets(ctx: Context<'_>, key: &ObjectKey, spec: &DestinationRuleS
     findings
 }
 
-/// RG201: subsets that `old` defines and `new` (None for a deletion) does not,
-/// while a VirtualService still routes or mirrors to them.
-pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> Vec<Finding> {
+/// What becomes of a DestinationRule that [`removed_in_use`] judges.
+#[derive(Debug, Clone, Copy)]
+pub enum Next<'a> {
+    /// A DELETE.
+    Deleted,
+    /// An UPDATE to this spec, already read (the caller has judged it too);
+    /// `None` when the new object is unreadable: it gets its own RG100 and
+    /// is judged as a deletion.
+    Updated(Option<&'a DestinationRuleSpec>),
+}
+
+/// RG201: subsets that `old` defines and its next state does not, while a
+/// VirtualService still routes or mirrors to them.
+pub fn removed_in_use(ctx: Context<'_>, old: &Object, next: Next<'_>) -> Vec<Finding> {
     let Ok(old_spec) = old.spec::<DestinationRuleSpec>() else { return Vec::new() };
-    let new_spec = match new.map(|n| n.spec::<DestinationRuleSpec>()) {
-        Some(Ok(spec)) => Some(spec),
-        // An unreadable new object gets its own RG100; judge it as a deletion.
-        Some(Err(_)) | None => None,
+    let new_spec = match next {
+        Next::Updated(spec) => spec,
+        Next::Deleted => None,
     };
     let domain = ctx.snapshot.domain();
     let old_host = hosts::qualify(&old_spec.host, &old.key.namespace, domain);
@@ -134,7 +144,7 @@ pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> V
     if removed.is_empty() {
         return Vec::new();
     }
-    let change = RuleChange { key: &old.key, replacement: new_spec.as_ref() };
+    let change = RuleChange { key: &old.key, replacement: new_spec };
     let routed: Vec<&str> = if old_host.starts_with('*') {
         ctx.snapshot.routed_hosts_covered_by(&old_host).collect()
     } else {
@@ -155,7 +165,10 @@ pub fn removed_in_use(ctx: Context<'_>, old: &Object, new: Option<&Object>) -> V
                 let defined_before = before.as_ref().is_some_and(|r| r.subset(subset).is_some());
                 let defined_after = after.as_ref().is_some_and(|r| r.subset(subset).is_some());
                 if defined_before && !defined_after {
-                    let verb = if new.is_some() { "removing" } else { "deleting the destinationrule removes" };
+                    let verb = match next {
+                        Next::Updated(_) => "removing",
+                        Next::Deleted => "deleting the destinationrule removes",
+                    };
                     findings.push(Finding::new(
                         Code::RG201,
                         &old.key,

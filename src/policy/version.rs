@@ -23,6 +23,7 @@
 //! touched. The mutation is idempotent: mutating the patched object again
 //! yields an empty patch.
 
+use crate::model::Lookup as _;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use serde_json::{Map, Value};
@@ -168,7 +169,7 @@ fn derive(object: &Object, template: &Value, labels: &Labels) -> Derived {
         return Derived { value, source: Source::Annotation, origin: format!("annotation {path} ({raw:?})") };
     }
 
-    let containers = template.pointer("/spec/containers").and_then(Value::as_array).map(Vec::as_slice);
+    let containers = template.lookup("/spec/containers").and_then(Value::as_array).map(Vec::as_slice);
     let containers = containers.unwrap_or_default();
     let wanted = object.annotation(VERSION_FROM_ANNOTATION);
     let chosen = match wanted {
@@ -322,7 +323,7 @@ fn invalid_version(policy: &Policy, object: &Object, value: &Value) -> Option<Fi
 fn template_version<'a>(policy: &Policy, object: &'a Object) -> Option<&'a Value> {
     object
         .raw
-        .pointer("/spec/template/metadata/labels")
+        .lookup("/spec/template/metadata/labels")
         .and_then(|labels| labels.get(&policy.version_label))
         .filter(|v| !v.is_null())
 }
@@ -342,11 +343,11 @@ pub fn mutate(policy: &Policy, object: &Object, old: Option<&Object>) -> Mutatio
     if object.kind() != Kind::Deployment || key.is_empty() {
         return mutation;
     }
-    let Some(template) = object.raw.pointer("/spec/template").filter(|t| t.is_object()) else {
+    let Some(template) = object.raw.lookup("/spec/template").filter(|t| t.is_object()) else {
         return mutation;
     };
-    let template_changed = old.is_none_or(|o| o.raw.pointer("/spec/template") != Some(template));
-    let labels = string_map(template.pointer("/metadata/labels"));
+    let template_changed = old.is_none_or(|o| o.raw.lookup("/spec/template") != Some(template));
+    let labels = string_map(template.lookup("/metadata/labels"));
 
     // `relabel`: an injected label replaced on purpose, which changes the template even when nothing else did.
     let (value, derived, relabel) = match template_version(policy, object) {
@@ -431,12 +432,12 @@ fn injected(object: &Object) -> bool {
 /// user wrote, nor when `spec.selector` pins the version label (changing it
 /// would no longer match the selector, which cannot change).
 fn relabelled(policy: &Policy, object: &Object, existing: &str) -> Option<Derived> {
-    let pinned = object.raw.pointer("/spec/selector/matchLabels").and_then(|m| m.get(&policy.version_label)).is_some();
+    let pinned = object.raw.lookup("/spec/selector/matchLabels").and_then(|m| m.get(&policy.version_label)).is_some();
     if !injected(object) || pinned || object.annotation(VERSION_ANNOTATION).is_none() {
         return None;
     }
-    let template = object.raw.pointer("/spec/template")?;
-    let wanted = derive(object, template, &string_map(template.pointer("/metadata/labels")));
+    let template = object.raw.lookup("/spec/template")?;
+    let wanted = derive(object, template, &string_map(template.lookup("/metadata/labels")));
     (wanted.source == Source::Annotation && wanted.value != existing)
         .then(|| Derived { origin: format!("{}, replacing {existing:?}", wanted.origin), ..wanted })
 }

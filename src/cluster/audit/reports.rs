@@ -7,6 +7,7 @@
 //! update keeps the timestamp of each result that was already there, so a
 //! timestamp says since when a finding is known.
 
+use crate::model::Lookup as _;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -57,7 +58,7 @@ impl Resource {
     pub fn of(finding: &Finding, snapshot: &Snapshot) -> Resource {
         let key = ObjectKey { kind: finding.kind, namespace: finding.namespace.clone(), name: finding.name.clone() };
         let raw = snapshot.get(&key).map(|e| e.raw());
-        let text = |pointer: &str| raw.as_ref().and_then(|r| r.pointer(pointer)?.as_str().map(str::to_string));
+        let text = |pointer: &str| raw.as_ref().and_then(|r| r.lookup(pointer)?.as_str().map(str::to_string));
         let api_version = text("/apiVersion").unwrap_or_else(|| default_api_version(key.kind));
         Resource { api_version, uid: text("/metadata/uid"), key }
     }
@@ -167,7 +168,7 @@ impl ReportAction {
 }
 
 fn is_managed(report: &Value) -> bool {
-    report.pointer(&format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1"))).and_then(Value::as_str)
+    report.lookup(&format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1"))).and_then(Value::as_str)
         == Some(SOURCE)
 }
 
@@ -251,7 +252,7 @@ pub fn plan(desired: &BTreeMap<String, Value>, existing: &[Value]) -> Vec<Report
     }
     for (namespace, old) in current {
         if !desired.contains_key(namespace) && is_managed(old) {
-            let uid = old.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+            let uid = old.lookup("/metadata/uid").and_then(Value::as_str).map(str::to_string);
             actions.push(ReportAction::Delete { namespace: namespace.to_string(), uid });
         }
     }

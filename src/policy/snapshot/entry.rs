@@ -1,5 +1,6 @@
 //! One object of the snapshot as the index stores it.
 
+use crate::model::Lookup as _;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -118,7 +119,7 @@ impl Entry {
         let content = content_of(&object.raw);
         let exports = exports_of(object, spec.as_ref());
         let source = object.labels().get(marks::SOURCE_SERVICE_LABEL).map(Box::from);
-        let version = version_of(object.raw.pointer("/metadata/resourceVersion").and_then(Value::as_str));
+        let version = version_of(object.raw.lookup("/metadata/resourceVersion").and_then(Value::as_str));
         let rare = (source.is_some() || !exports.is_empty()).then(|| Box::new(Rare { source, exports }));
         Entry(Arc::new(Stored { key: object.key.clone(), json, content, marks, spec, rare, version }))
     }

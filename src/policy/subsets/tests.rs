@@ -127,7 +127,12 @@ fn an_empty_locality_label_is_a_warning() {
 fn removed(objects: Vec<Object>, old: &Object, new: Option<&Object>) -> Vec<Finding> {
     let snap = snapshot(objects);
     let policy = Policy::default();
-    removed_in_use(Context { policy: &policy, snapshot: &snap }, old, new)
+    let spec = new.map(|n| n.spec::<crate::model::istio::DestinationRuleSpec>().ok());
+    let next = match &spec {
+        Some(spec) => Next::Updated(spec.as_ref()),
+        None => Next::Deleted,
+    };
+    removed_in_use(Context { policy: &policy, snapshot: &snap }, old, next)
 }
 
 #[test]
@@ -183,4 +188,26 @@ fn mirrors_count_as_use() {
     let findings = removed(objects, &old, Some(&new));
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert!(findings[0].message.contains("mirrors traffic to it at spec.http[0].mirror"));
+}
+
+#[test]
+fn an_update_to_an_unreadable_rule_is_refused_as_invalid_and_for_the_subsets_it_drops() {
+    // Through the engine, which reads the new spec once for both judgements.
+    let old = destination_rule("default", "reviews", "reviews", &["v1", "v2", "v3"]);
+    let mut raw = old.raw.clone();
+    raw["spec"]["subsets"] = serde_json::json!("not a list");
+    let new = object(raw);
+    let snap = snapshot(bookinfo());
+    let change = crate::policy::Change {
+        operation: crate::policy::Operation::Update,
+        object: Some(&new),
+        old: Some(&old),
+        user: None,
+    };
+    let findings = crate::policy::Engine::new(Policy::default()).validate(&snap, &change);
+    let codes: Vec<Code> = findings.iter().map(|f| f.code).collect();
+    assert!(codes.contains(&Code::RG100), "{findings:?}");
+    let dropped: Vec<&str> = findings.iter().filter(|f| f.code == Code::RG201).map(|f| f.message.as_str()).collect();
+    assert_eq!(dropped.len(), 2, "{findings:?}");
+    assert!(dropped.iter().all(|m| m.starts_with("removing subset")), "{dropped:?}");
 }
