@@ -215,8 +215,9 @@ fn json_output_has_exactly_the_documented_keys() {
     let findings = json(&out);
     assert_eq!(findings.len(), 1, "{findings:?}");
     let f = findings[0].as_object().expect("a finding is an object");
-    // The keys in the order they are written (a parsed map sorts them): one
-    // finding, pretty-printed, so its keys are the lines indented by four.
+    // The keys in the order they are written, read off the text (not off a
+    // parsed map, whose order depends on serde_json's features): one finding,
+    // pretty-printed, so its keys are the lines indented by four.
     let written = stdout(&out);
     let keys: Vec<&str> =
         written.lines().filter_map(|l| l.strip_prefix("    \"")?.split_once("\":").map(|(key, _)| key)).collect();

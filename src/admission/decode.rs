@@ -8,7 +8,6 @@
 //! round trip. One pass over the bytes, no `serde(flatten)` buffering; a body
 //! that is not a usable review is read again, step by step, for the error.
 
-use crate::model::Lookup as _;
 use std::borrow::Cow;
 
 use kube::core::GroupVersionKind;
@@ -17,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::model::{Kind, ModelError, Object};
+use crate::model::{Kind, Lookup as _, ModelError, Object};
 use crate::policy::{Change, Operation};
 
 /// The only AdmissionReview version routeguard speaks (configure the webhook

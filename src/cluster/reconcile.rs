@@ -17,7 +17,6 @@
 //! - Only objects labelled both `app.kubernetes.io/managed-by: routeguard` and
 //!   `routeguard.io/service` are ever deleted or replaced.
 
-use crate::model::Lookup as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use json_patch::jsonptr::PointerBuf;
@@ -26,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::istio::{raw_subset_name, raw_subsets};
 use crate::model::marks::{SOURCE_SERVICE_LABEL, is_managed};
-use crate::model::{Fingerprint, Kind, Object, ObjectKey, string_map};
+use crate::model::{Fingerprint, Kind, Lookup as _, Object, ObjectKey, string_map};
 use crate::policy::snapshot::Entry;
 use crate::policy::{Context, Policy, Snapshot, generate, hosts};
 

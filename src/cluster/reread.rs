@@ -13,7 +13,6 @@
 //! The re-read objects only serve this judgement; the index itself is
 //! updated by the watch alone (so a stale read can never overwrite it).
 
-use crate::model::Lookup as _;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +23,7 @@ use kube::api::ListParams;
 use serde_json::Value;
 
 use crate::model::gateway::ParentRef;
-use crate::model::{FieldPath, Kind, Object, ObjectKey};
+use crate::model::{FieldPath, Kind, Lookup as _, Object, ObjectKey};
 use crate::policy::snapshot::{version_of, virtual_service_hosts};
 use crate::policy::{Code, Entry, Finding, Severity, Snapshot, gateways, hosts};
 

@@ -1,11 +1,10 @@
 //! Lenient typed views of `networking.istio.io` objects (v1, v1beta1, v1alpha3 share one schema).
 
-use super::Lookup as _;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{FieldPath, Fingerprint, Labels};
+use super::{FieldPath, Fingerprint, Labels, Lookup as _};
 
 /// `VirtualService.spec`.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -4,11 +4,10 @@
 //! several top-level `trafficPolicy` only the oldest rule's applies. Oldest
 //! means the earliest `metadata.creationTimestamp`, then the first name.
 
-use crate::model::Lookup as _;
 use std::cmp::Ordering;
 
 use crate::model::istio::DestinationRuleSpec;
-use crate::model::{FieldPath, Object};
+use crate::model::{FieldPath, Lookup as _, Object};
 
 use super::snapshot::Entry;
 use super::subsets::show_labels;

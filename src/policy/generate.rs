@@ -28,7 +28,6 @@
 //! objects whose names collide with different content are all dropped. The
 //! output is sorted by kind, namespace and name.
 
-use crate::model::Lookup as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
@@ -36,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::istio::{raw_subset_name, raw_subsets};
 use crate::model::marks::{MANAGED_BY, MANAGED_BY_LABEL, SOURCE_SERVICE_LABEL};
-use crate::model::{Kind, Labels, Object, ObjectKey, string_map};
+use crate::model::{Kind, Labels, Lookup as _, Object, ObjectKey, string_map};
 
 use super::Context;
 use super::hosts;

@@ -23,13 +23,12 @@
 //! touched. The mutation is idempotent: mutating the patched object again
 //! yields an empty patch.
 
-use crate::model::Lookup as _;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::model::{FieldPath, Kind, Labels, Object, string_map};
+use crate::model::{FieldPath, Kind, Labels, Lookup as _, Object, string_map};
 
 use super::finding::Code;
 use super::{Finding, Mutation, Policy};

@@ -7,12 +7,11 @@
 //! update keeps the timestamp of each result that was already there, so a
 //! timestamp says since when a finding is known.
 
-use crate::model::Lookup as _;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::model::{Kind, ObjectKey};
+use crate::model::{Kind, Lookup as _, ObjectKey};
 use crate::policy::{Finding, Severity, Snapshot};
 
 /// The API version of the reports.
@@ -168,8 +167,7 @@ impl ReportAction {
 }
 
 fn is_managed(report: &Value) -> bool {
-    report.lookup(&format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1"))).and_then(Value::as_str)
-        == Some(SOURCE)
+    report.lookup("/metadata/labels").and_then(|labels| labels.get(MANAGED_BY)).and_then(Value::as_str) == Some(SOURCE)
 }
 
 /// A result without its timestamp: what two passes compare.

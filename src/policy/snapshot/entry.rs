@@ -1,6 +1,5 @@
 //! One object of the snapshot as the index stores it.
 
-use crate::model::Lookup as _;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -8,7 +7,7 @@ use serde_json::Value;
 
 use crate::model::core::DeploymentSpec;
 use crate::model::istio::DestinationRuleSpec;
-use crate::model::{Fingerprint, Kind, Object, ObjectKey, Spec, marks};
+use crate::model::{Fingerprint, Kind, Lookup as _, Object, ObjectKey, Spec, marks};
 
 use super::super::hosts;
 
