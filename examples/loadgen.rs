@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example loadgen -- [--connections 32] [--duration 10] [--rate 1000] [--objects 10000]
+//! cargo run --release --example loadgen -- --callgrind [--requests 3000]
 //! ```
 //!
 //! In one run, on 127.0.0.1 only, bounded in time:
@@ -21,9 +22,18 @@
 //!
 //! Both servers are this same binary re-run with `--child`, so they share the
 //! build. The load generator runs on the same machine and takes its share of the CPU.
+//!
+//! `--callgrind` runs each server under `valgrind --tool=callgrind` and
+//! counts the instructions its process executes (user space, every thread)
+//! over a fixed number of requests: a figure that, unlike CPU time on a
+//! shared 2-core machine, comes out the same from run to run, for comparing
+//! builds and for the instruction ratio to the bare servers. Counters are
+//! zeroed after the warm-up and dumped after the last answer
+//! (`callgrind_control`); the open loop is skipped (valgrind runs the server
+//! tens of times slower).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,16 +49,52 @@ mod harness;
 
 use harness::{
     admission_review, client_config, connect, cpu_time, deployment, destination_rule, free_addr, memory, metric,
-    metrics_text, mib, path, send, spawn, virtual_service, wait_for_ready, wait_for_tls, write_objects,
+    metrics_text, mib, path, send, spawn_under, virtual_service, wait_for_ready, wait_for_tls, write_objects,
 };
 
 const BARE_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true,"status":{"status":"Success"}}}"#;
 
+/// Load harness for `routeguard serve` against two bare servers.
+#[derive(clap::Parser, Clone)]
 struct Options {
-    connections: usize,
+    /// Keep-alive HTTPS connections per phase (1-512).
+    #[arg(long, env = "LOADGEN_CONNECTIONS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    connections: u16,
+    /// Seconds each timed phase runs (1-60); ignored for the closed loops when --requests is given.
+    #[arg(long, env = "LOADGEN_DURATION", default_value = "10", value_parser = seconds)]
     duration: Duration,
+    /// Requests per second of the open-loop phase.
+    #[arg(long, env = "LOADGEN_RATE", default_value_t = 1000)]
     rate: u64,
+    /// Objects in routeguard's generated snapshot.
+    #[arg(long, env = "LOADGEN_OBJECTS", default_value_t = 10_000)]
     objects: usize,
+    /// Send exactly this many requests in each closed loop (rounded up to a
+    /// multiple of --connections) instead of running for --duration; 0: run
+    /// for --duration (with --callgrind: 3000).
+    #[arg(long, env = "LOADGEN_REQUESTS", default_value_t = 0)]
+    requests: usize,
+    /// Run each server under callgrind and report the instructions it
+    /// executes per request over --requests requests (valgrind must be installed).
+    #[arg(long, env = "LOADGEN_CALLGRIND", default_value_t = false)]
+    callgrind: bool,
+}
+
+/// `--duration`: seconds, clamped to 1-60.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if !value.is_finite() {
+        return Err(format!("{text:?} is not a number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(value.clamp(1.0, 60.0)))
+}
+
+impl Options {
+    /// Requests per connection in a closed loop, when counted.
+    fn per_connection(&self) -> Option<usize> {
+        let total = if self.requests == 0 && self.callgrind { 3000 } else { self.requests };
+        (total > 0).then(|| total.div_ceil(usize::from(self.connections)))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,19 +102,7 @@ fn main() -> anyhow::Result<()> {
     if args.get(1).map(String::as_str) == Some("--child") {
         return child(&args[2..]);
     }
-    let mut options = Options { connections: 32, duration: Duration::from_secs(10), rate: 1000, objects: 10_000 };
-    let mut it = args.iter().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--connections" => options.connections = value.parse()?,
-            "--duration" => options.duration = Duration::from_secs_f64(value.parse::<f64>()?.clamp(1.0, 60.0)),
-            "--rate" => options.rate = value.parse()?,
-            "--objects" => options.objects = value.parse()?,
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
-    options.connections = options.connections.clamp(1, 512);
+    let options = <Options as clap::Parser>::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(drive(options))
 }
@@ -90,27 +124,48 @@ async fn drive(options: Options) -> anyhow::Result<()> {
         "loadgen: {} keep-alive HTTPS connections, {:?} per phase, 127.0.0.1 only, {} objects in the snapshot",
         options.connections, options.duration, options.objects
     );
+    if let Some(n) = options.per_connection() {
+        println!(
+            "loadgen: closed loops of {} requests ({n} per connection){}",
+            n * usize::from(options.connections),
+            if options.callgrind { ", each server under callgrind" } else { "" }
+        );
+    }
+    let child = |args: &[&str], name: &str| {
+        let counts = dir.join(format!("{name}.callgrind"));
+        let wrapper = match options.callgrind {
+            true => vec![
+                "valgrind".to_string(),
+                "--tool=callgrind".to_string(),
+                format!("--callgrind-out-file={}", counts.display()),
+            ],
+            false => Vec::new(),
+        };
+        let args: Vec<&str> = std::iter::once("--child").chain(args.iter().copied()).collect();
+        let server = spawn_under(&wrapper, &std::env::current_exe()?, &args, &[], &dir.join(format!("{name}.log")))?;
+        anyhow::Ok((server, options.callgrind.then_some(counts)))
+    };
 
     let bare_addr = free_addr()?;
-    let bare = spawn(&["bare", &bare_addr.to_string(), path(&cert), path(&key)], &dir.join("bare.log"))?;
+    let (bare, counts) = child(&["bare", &bare_addr.to_string(), path(&cert), path(&key)], "bare")?;
     wait_for_tls(bare_addr, &tls).await?;
     let mix = Mix::new(services);
-    let bare_run = closed_loop(bare_addr, bare.0.id(), &tls, &mix, &options).await?;
+    let bare_run = closed_loop(bare_addr, bare.0.id(), counts.as_deref(), &tls, &mix, &options).await?;
     print_run("bare axum+rustls, closed loop", &bare_run);
     drop(bare);
     let echo_addr = free_addr()?;
-    let echo = spawn(&["echo", &echo_addr.to_string(), path(&cert), path(&key)], &dir.join("echo.log"))?;
+    let (echo, counts) = child(&["echo", &echo_addr.to_string(), path(&cert), path(&key)], "echo")?;
     wait_for_tls(echo_addr, &tls).await?;
-    let echo_run = closed_loop(echo_addr, echo.0.id(), &tls, &mix, &options).await?;
+    let echo_run = closed_loop(echo_addr, echo.0.id(), counts.as_deref(), &tls, &mix, &options).await?;
     print_run("bare axum+rustls parsing the review, echoing the uid, closed loop", &echo_run);
     drop(echo);
 
     let addr = free_addr()?;
     let admin = free_addr()?;
     let started = Instant::now();
-    let ours = spawn(
+    let (ours, counts) = child(
         &["routeguard", &addr.to_string(), &admin.to_string(), path(&cert), path(&key), path(&objects)],
-        &dir.join("routeguard.log"),
+        "routeguard",
     )?;
     wait_for_ready(admin).await?;
     let load_time = started.elapsed();
@@ -120,14 +175,24 @@ async fn drive(options: Options) -> anyhow::Result<()> {
         load_time.as_secs_f64(),
         mib(idle.0)
     );
-    let our_run = closed_loop(addr, ours.0.id(), &tls, &mix, &options).await?;
+    let our_run = closed_loop(addr, ours.0.id(), counts.as_deref(), &tls, &mix, &options).await?;
     print_run("routeguard, closed loop (mix)", &our_run);
     println!("throughput ratio routeguard / bare: {:.2}", our_run.rps() / bare_run.rps());
     println!("throughput ratio routeguard / parsing bare: {:.2}", our_run.rps() / echo_run.rps());
-    let before = histogram(admin).await;
-    let paced = open_loop(addr, &tls, &mix, &options).await?;
-    print_run(&format!("routeguard, open loop at {} req/s", options.rate), &paced);
-    print_server_side(&before, &histogram(admin).await);
+    if let (Some(ours), Some(bare), Some(echo)) =
+        (our_run.instructions_per_request(), bare_run.instructions_per_request(), echo_run.instructions_per_request())
+    {
+        println!("instruction ratio bare / routeguard: {:.2}", bare / ours);
+        println!("instruction ratio parsing bare / routeguard: {:.2}", echo / ours);
+    }
+    if options.callgrind {
+        println!("routeguard, open loop: skipped under callgrind");
+    } else {
+        let before = histogram(admin).await;
+        let paced = open_loop(addr, &tls, &mix, &options).await?;
+        print_run(&format!("routeguard, open loop at {} req/s", options.rate), &paced);
+        print_server_side(&before, &histogram(admin).await);
+    }
     let (rss, hwm) = memory(ours.0.id());
     println!(
         "routeguard memory with {} objects: VmRSS {:.1} MiB, VmHWM (peak) {:.1} MiB",
@@ -138,7 +203,12 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     let objects_metric = metric(admin, "routeguard_snapshot_objects").await.unwrap_or_default();
     println!("routeguard_snapshot_objects {objects_metric}");
     drop(ours);
-    let _ = std::fs::remove_dir_all(&dir);
+    if options.callgrind {
+        // The dumps are for `callgrind_annotate`: kept, with the rest of the run's files.
+        println!("callgrind dumps: {}/{{bare,echo,routeguard}}.callgrind.1", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 
@@ -249,11 +319,18 @@ struct Run {
     /// CPU time (user + system) the server process and the load generator
     /// spent in the timed phase, when measured.
     cpu: Option<(Duration, Duration)>,
+    /// Instructions the server process executed in the timed phase (callgrind).
+    instructions: Option<u64>,
 }
 
 impl Run {
     fn rps(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn instructions_per_request(&self) -> Option<f64> {
+        let answered = self.latencies_us.len();
+        self.instructions.filter(|_| answered > 0).map(|n| n as f64 / answered as f64)
     }
 }
 
@@ -286,6 +363,9 @@ fn print_run(name: &str, run: &Run) {
             server.as_secs_f64() * 1e6 / n,
             client.as_secs_f64() * 1e6 / n
         );
+    }
+    if let Some(per_request) = run.instructions_per_request() {
+        println!("  instructions per request (callgrind, the server process's user space): {per_request:.0}");
     }
 }
 
@@ -322,46 +402,113 @@ fn print_server_side(before: &[(f64, f64)], after: &[(f64, f64)]) {
 }
 
 /// N connections, each sending as fast as responses come back.
+/// With `counts` (the server's callgrind output file), its instructions
+/// are counted from the end of the warm-up to the last answer.
 async fn closed_loop(
     addr: SocketAddr,
     pid: u32,
+    counts: Option<&Path>,
     tls: &Arc<rustls::ClientConfig>,
     mix: &Mix,
     o: &Options,
 ) -> anyhow::Result<Run> {
-    // Warm up (connections, caches) for a second, untimed.
-    let warm = Options { duration: Duration::from_secs(1), ..*o };
-    let _ = run_connections(addr, tls, mix, &warm, None).await?;
+    // Warm up (connections, caches) for a second, or a fifth of the count, untimed.
+    let warm = Options { duration: Duration::from_secs(1), ..o.clone() };
+    let _ = run_connections(addr, tls, mix, &warm, None, o.per_connection().map(|n| n.div_ceil(5))).await?;
+    // Connected before the counting starts: the TLS handshakes are not per-request work.
+    let senders = connect_all(addr, tls, o.connections).await?;
+    if counts.is_some() {
+        callgrind_control("--zero", pid)?;
+    }
     let (server, client) = (cpu_time(pid), cpu_time(std::process::id()));
-    let mut run = run_connections(addr, tls, mix, o, None).await?;
+    let mut run = send_on(senders, mix, o, None, o.per_connection()).await?;
     run.cpu = Some((cpu_time(pid) - server, cpu_time(std::process::id()) - client));
+    if let Some(counts) = counts {
+        callgrind_control("--dump", pid)?;
+        run.instructions = Some(dumped_instructions(counts)?);
+    }
     Ok(run)
+}
+
+/// Runs `callgrind_control <command> <pid>`: it returns once the server's
+/// valgrind has carried the command out.
+fn callgrind_control(command: &str, pid: u32) -> anyhow::Result<()> {
+    let status = std::process::Command::new("callgrind_control")
+        .args([command, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "callgrind_control {command} {pid}: {status}");
+    Ok(())
+}
+
+/// The instruction total of the latest dump of `counts` (callgrind writes
+/// the n-th dump to `<counts>.<n>`; its `totals:` line is the count since
+/// the counters were zeroed).
+fn dumped_instructions(counts: &Path) -> anyhow::Result<u64> {
+    let name = counts.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let dir = counts.parent().unwrap_or(Path::new("."));
+    let latest = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let file = entry.file_name().into_string().ok()?;
+            let n: u32 = file.strip_prefix(name)?.strip_prefix('.')?.parse().ok()?;
+            Some((n, entry.path()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .ok_or_else(|| anyhow::anyhow!("no callgrind dump next to {}", counts.display()))?;
+    let text = std::fs::read_to_string(&latest.1)?;
+    let totals = text.lines().find_map(|line| line.strip_prefix("totals:"));
+    let first = totals.and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok());
+    first.ok_or_else(|| anyhow::anyhow!("{}: no totals line", latest.1.display()))
 }
 
 /// N connections sharing a fixed total rate; latency from the scheduled send time.
 async fn open_loop(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, mix: &Mix, o: &Options) -> anyhow::Result<Run> {
-    let interval = Duration::from_secs_f64(o.connections as f64 / o.rate.max(1) as f64);
-    run_connections(addr, tls, mix, o, Some(interval)).await
+    let interval = Duration::from_secs_f64(f64::from(o.connections) / o.rate.max(1) as f64);
+    run_connections(addr, tls, mix, o, Some(interval), None).await
 }
 
+/// Each connection sends until the deadline, or `count` requests when given.
 async fn run_connections(
     addr: SocketAddr,
     tls: &Arc<rustls::ClientConfig>,
     mix: &Mix,
     o: &Options,
     interval: Option<Duration>,
+    count: Option<usize>,
 ) -> anyhow::Result<Run> {
+    let senders = connect_all(addr, tls, o.connections).await?;
+    send_on(senders, mix, o, interval, count).await
+}
+
+async fn connect_all(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    connections: u16,
+) -> anyhow::Result<Vec<harness::Sender>> {
     let mut senders = Vec::new();
-    for _ in 0..o.connections {
+    for _ in 0..connections {
         senders.push(connect(addr, tls).await?);
     }
+    Ok(senders)
+}
+
+/// Each connection sends until the deadline, or `count` requests when given.
+async fn send_on(
+    senders: Vec<harness::Sender>,
+    mix: &Mix,
+    o: &Options,
+    interval: Option<Duration>,
+    count: Option<usize>,
+) -> anyhow::Result<Run> {
     let requests = Arc::new(mix.requests.clone());
     let start = Instant::now();
     let deadline = start + o.duration;
     let mut tasks = Vec::new();
     for (n, mut sender) in senders.into_iter().enumerate() {
         let requests = requests.clone();
-        let connections = o.connections;
+        let connections = usize::from(o.connections);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
@@ -374,7 +521,11 @@ async fn run_connections(
                     Some(i) => start + offset + i * u32::try_from(k).unwrap_or(u32::MAX),
                     None => Instant::now(),
                 };
-                if scheduled >= deadline {
+                let done = match count {
+                    Some(count) => k >= count,
+                    None => scheduled >= deadline,
+                };
+                if done {
                     break;
                 }
                 // Closed loop: no timer at all (tokio's timer has 1 ms ticks: a
@@ -399,7 +550,8 @@ async fn run_connections(
             (latencies, errors, denied)
         }));
     }
-    let mut run = Run { latencies_us: Vec::new(), elapsed: Duration::ZERO, errors: 0, denied: 0, cpu: None };
+    let mut run =
+        Run { latencies_us: Vec::new(), elapsed: Duration::ZERO, errors: 0, denied: 0, cpu: None, instructions: None };
     for task in tasks {
         let (latencies, errors, denied) = task.await?;
         run.latencies_us.extend(latencies);

@@ -48,15 +48,27 @@ pub fn spawn_with(args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::R
 /// Runs `program` with `args` as a server child, its stderr to `log`, under
 /// `HARNESS_WRAP` if set.
 pub fn spawn_program(program: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::Result<Server> {
-    let log = std::fs::File::create(log)?;
     // HARNESS_WRAP runs the child under a profiler, e.g.
     // `HARNESS_WRAP="valgrind --tool=massif --massif-out-file=/tmp/massif.out"`.
     let wrap = std::env::var("HARNESS_WRAP").unwrap_or_default();
-    let mut words = wrap.split_whitespace();
-    let mut command = match words.next() {
-        Some(wrapper) => {
-            let mut command = Command::new(wrapper);
-            command.args(words).arg(program);
+    let wrapper: Vec<String> = wrap.split_whitespace().map(str::to_string).collect();
+    spawn_under(&wrapper, program, args, env, log)
+}
+
+/// [`spawn_program`] under an explicit wrapper command (`valgrind ...`;
+/// none when empty) instead of `HARNESS_WRAP`.
+pub fn spawn_under(
+    wrapper: &[String],
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    log: &Path,
+) -> anyhow::Result<Server> {
+    let log = std::fs::File::create(log)?;
+    let mut command = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
             command
         }
         None => Command::new(program),
