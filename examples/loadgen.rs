@@ -49,7 +49,7 @@ mod harness;
 
 use harness::{
     admission_review, client_config, connect, cpu_time, deployment, destination_rule, free_addr, memory, metric,
-    metrics_text, mib, path, send, spawn_under, virtual_service, wait_for_ready, wait_for_tls, write_objects,
+    metrics_text, mib, path, send, spawn_self_under, virtual_service, wait_for_ready, wait_for_tls, write_objects,
 };
 
 const BARE_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true,"status":{"status":"Success"}}}"#;
@@ -141,8 +141,7 @@ async fn drive(options: Options) -> anyhow::Result<()> {
             ],
             false => Vec::new(),
         };
-        let args: Vec<&str> = std::iter::once("--child").chain(args.iter().copied()).collect();
-        let server = spawn_under(&wrapper, &std::env::current_exe()?, &args, &[], &dir.join(format!("{name}.log")))?;
+        let server = spawn_self_under(&wrapper, args, &dir.join(format!("{name}.log")))?;
         anyhow::Ok((server, options.callgrind.then_some(counts)))
     };
 
@@ -469,7 +468,7 @@ async fn open_loop(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, mix: &Mix,
     run_connections(addr, tls, mix, o, Some(interval), None).await
 }
 
-/// Each connection sends until the deadline, or `count` requests when given.
+/// Opens the connections, then [`send_on`] them.
 async fn run_connections(
     addr: SocketAddr,
     tls: &Arc<rustls::ClientConfig>,

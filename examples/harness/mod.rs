@@ -45,6 +45,14 @@ pub fn spawn_with(args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::R
     spawn_program(&exe, &args, env, log)
 }
 
+/// [`spawn`] under an explicit wrapper command (`valgrind ...`; none when
+/// empty) instead of `HARNESS_WRAP`.
+pub fn spawn_self_under(wrapper: &[String], args: &[&str], log: &Path) -> anyhow::Result<Server> {
+    let exe = std::env::current_exe()?;
+    let args: Vec<&str> = std::iter::once("--child").chain(args.iter().copied()).collect();
+    spawn_under(wrapper, &exe, &args, &[], log)
+}
+
 /// Runs `program` with `args` as a server child, its stderr to `log`, under
 /// `HARNESS_WRAP` if set.
 pub fn spawn_program(program: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path) -> anyhow::Result<Server> {
