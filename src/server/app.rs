@@ -180,17 +180,19 @@ async fn decide(admission: &Admission, endpoint: Endpoint, body: Bytes) -> Resul
 }
 
 /// One line per admission: uid, kind, namespace/name, operation, decision, codes, latency.
+/// Every value is a string or a number, not `Display`: those are written at once,
+/// where a `Display` value is first formatted into a `String` of its own.
 fn log_admission(endpoint: Endpoint, s: &Summary, latency: Duration) {
     let codes = s.codes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
     tracing::info!(
         endpoint = endpoint.as_str(),
-        uid = %s.uid,
-        kind = %s.kind,
-        namespace = %s.namespace,
-        name = %s.name,
+        uid = s.uid.as_str(),
+        kind = s.kind.as_str(),
+        namespace = s.namespace.as_str(),
+        name = s.name.as_str(),
         operation = s.operation,
         decision = s.decision.as_str(),
-        codes = %codes,
+        codes = codes.as_str(),
         dry_run = s.dry_run,
         latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         note = s.note.as_deref().unwrap_or(""),

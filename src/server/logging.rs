@@ -1,5 +1,5 @@
 //! Log output: text or JSON lines on standard error, filtered by `RUST_LOG`
-//! (default `info`).
+//! (default `info`), in the formats of [`line`].
 //!
 //! Every admission logs one line. Written one `write` system call each, on
 //! the async workers, the lines cost a fifth of a request's CPU under load;
@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+mod line;
 
 /// How long a line waits in the buffer at most.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -58,11 +60,12 @@ pub fn init(format: LogFormat) -> LogGuard {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let shared = Arc::new(Shared::new(MAX_BUFFERED, Box::new(write_to_stderr)));
     let writer = Batched(shared.clone());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-    };
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi && format == LogFormat::Text)
+        .event_format(line::Line(format))
+        .try_init();
     if installed.is_err() {
         return LogGuard(None);
     }
