@@ -1,11 +1,10 @@
 //! The two line formats, each value written once, straight into the
 //! subscriber's line buffer.
 //!
-//! tracing-subscriber's own formatters spent about 13,000 instructions on the
-//! admission line, half of what the bare server spends on a whole request
-//! (BENCHMARKS.md): the text one quotes every string through `Debug` (a
-//! Unicode table look-up per character) and styles every field name even
-//! without colour; the JSON one formats each field into a `String` of its own
+//! tracing-subscriber's own formatters spent 8,500 (text) to 14,600 (JSON)
+//! instructions a request more than these (BENCHMARKS.md, tenth session): the
+//! text one quotes every string through `Debug` (a Unicode table look-up per
+//! character) and styles every field name even without colour; the JSON one formats each field into a `String` of its own
 //! first. These write plain values as they are and escape only what needs it.
 //!
 //! - Text: `2026-12-07T21:08:09.205932Z  INFO routeguard::serve: snapshot
@@ -50,7 +49,7 @@ where
         match self.0 {
             LogFormat::Json => {
                 write!(writer, "{{\"timestamp\":\"{now}\",\"level\":\"{}\"", level.as_str())?;
-                let mut fields = Fields::new(writer.by_ref(), LogFormat::Json, skip_log);
+                let mut fields = Fields::new(writer.by_ref(), self.0, skip_log);
                 event.record(&mut fields);
                 fields.result?;
                 writer.write_str(",\"target\":")?;
@@ -75,7 +74,7 @@ where
                 } else {
                     write!(writer, "{now} {:>5} {}:", level.as_str(), metadata.target())?;
                 }
-                let mut fields = Fields::new(writer.by_ref(), LogFormat::Text, skip_log);
+                let mut fields = Fields::new(writer.by_ref(), self.0, skip_log);
                 event.record(&mut fields);
                 fields.result?;
                 writer.write_str("\n")
@@ -333,6 +332,14 @@ mod tests {
         assert_eq!(line.as_object().expect("object").len(), 4, "timestamp, level, message, target: {line}");
         let text = lines(LogFormat::Text, false, log);
         assert!(text.ends_with("  WARN rustls::common_state: sending alert\n"), "{text}");
+    }
+
+    #[test]
+    fn json_writes_what_it_cannot_hold_as_a_number_as_a_string() {
+        let log = || tracing::info!(nan = f64::NAN, inf = f64::INFINITY, "odd");
+        let line: Value = serde_json::from_str(&lines(LogFormat::Json, false, log)).expect("JSON");
+        assert_eq!((&line["nan"], &line["inf"]), (&"NaN".into(), &"inf".into()));
+        assert!(lines(LogFormat::Text, false, log).ends_with(": odd nan=NaN inf=inf\n"));
     }
 
     #[test]
