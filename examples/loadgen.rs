@@ -1,7 +1,7 @@
 //! Load harness for `routeguard serve` (not a timed test).
 //!
 //! ```text
-//! cargo run --release --example loadgen -- [--connections 32] [--duration 10] [--rate 1000] [--objects 10000]
+//! cargo run --release --example loadgen -- [--connections 32] [--duration 10] [--rate 1000] [--objects 10000] [--shape applied]
 //! cargo run --release --example loadgen -- --callgrind [--requests 3000]
 //! ```
 //!
@@ -48,8 +48,9 @@ mod allocator;
 mod harness;
 
 use harness::{
-    admission_review, client_config, connect, cpu_time, deployment, destination_rule, free_addr, memory, metric,
-    metrics_text, mib, path, send, spawn_self_under, virtual_service, wait_for_ready, wait_for_tls, write_objects,
+    admission_review, as_applied, client_config, connect, cpu_time, deployment, destination_rule, free_addr, memory,
+    metric, metrics_text, mib, path, send, spawn_self_under, virtual_service, wait_for_ready, wait_for_tls,
+    write_objects,
 };
 
 const BARE_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true,"status":{"status":"Success"}}}"#;
@@ -78,6 +79,19 @@ struct Options {
     /// executes per request over --requests requests (valgrind must be installed).
     #[arg(long, env = "LOADGEN_CALLGRIND", default_value_t = false)]
     callgrind: bool,
+    /// The objects in the reviews: `applied`, as the API server sends them
+    /// after a `kubectl apply` (managed fields, the last-applied annotation,
+    /// uid and versions), or `lean`, name and spec only (the mix measured
+    /// up to the tenth session).
+    #[arg(long, env = "LOADGEN_SHAPE", value_enum, default_value_t = Shape::Applied)]
+    shape: Shape,
+}
+
+/// `--shape`: how much of what the API server adds the reviewed objects carry.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Applied,
+    Lean,
 }
 
 /// `--duration`: seconds, clamped to 1-60.
@@ -148,7 +162,15 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     let bare_addr = free_addr()?;
     let (bare, counts) = child(&["bare", &bare_addr.to_string(), path(&cert), path(&key)], "bare")?;
     wait_for_tls(bare_addr, &tls).await?;
-    let mix = Mix::new(services);
+    let mix = Mix::new(services, options.shape);
+    println!(
+        "loadgen: {} objects in the reviews, {} bytes a request body on average",
+        match options.shape {
+            Shape::Applied => "applied",
+            Shape::Lean => "lean",
+        },
+        mix.mean_body()
+    );
     let bare_run = closed_loop(bare_addr, bare.0.id(), counts.as_deref(), &tls, &mix, &options).await?;
     print_run("bare axum+rustls, closed loop", &bare_run);
     drop(bare);
@@ -291,21 +313,30 @@ struct Mix {
 }
 
 impl Mix {
-    fn new(services: Vec<(String, String)>) -> Mix {
+    fn new(services: Vec<(String, String)>, shape: Shape) -> Mix {
         let mut requests = Vec::new();
         for (i, (ns, app)) in services.iter().enumerate().take(300) {
+            let shaped = |object: Value| match shape {
+                Shape::Applied => as_applied(&object, i),
+                Shape::Lean => object,
+            };
             // A canary step: the app's VirtualService from 90/10 to 50/50.
-            let shifted = virtual_service(ns, app, &[("v1", 50), ("v2", 50)]);
-            let current = virtual_service(ns, app, &[("v1", 90), ("v2", 10)]);
-            let deploy = deployment(ns, &format!("{app}-v3"), app, None);
-            let old_dr = destination_rule(ns, app, &["v1", "v2"]);
-            let new_dr = destination_rule(ns, app, &["v1", "v2", "v3"]);
+            let shifted = shaped(virtual_service(ns, app, &[("v1", 50), ("v2", 50)]));
+            let current = shaped(virtual_service(ns, app, &[("v1", 90), ("v2", 10)]));
+            let deploy = shaped(deployment(ns, &format!("{app}-v3"), app, None));
+            let old_dr = shaped(destination_rule(ns, app, &["v1", "v2"]));
+            let new_dr = shaped(destination_rule(ns, app, &["v1", "v2", "v3"]));
             let encode = |v: &Value| Bytes::from(serde_json::to_vec(v).unwrap_or_default());
             requests.push(("/validate", encode(&admission_review(3 * i, "UPDATE", &shifted, Some(&current)))));
             requests.push(("/mutate", encode(&admission_review(3 * i + 1, "CREATE", &deploy, None))));
             requests.push(("/validate", encode(&admission_review(3 * i + 2, "UPDATE", &new_dr, Some(&old_dr)))));
         }
         Mix { requests }
+    }
+
+    /// The mean size of a request body, in bytes.
+    fn mean_body(&self) -> usize {
+        self.requests.iter().map(|(_, body)| body.len()).sum::<usize>() / self.requests.len().max(1)
     }
 }
 

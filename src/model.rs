@@ -13,6 +13,7 @@ mod labels;
 pub(crate) mod marks;
 pub mod path;
 mod pointer;
+pub mod pruned;
 
 use std::fmt;
 

@@ -188,6 +188,13 @@ fn follow(snapshot: &mut Snapshot, request: &Value, response: &Value) {
                 let bytes = base64::engine::general_purpose::STANDARD.decode(patch).expect("base64 patch");
                 let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("json patch");
                 json_patch::patch(&mut raw, &patch).expect("the patch applies to the object sent");
+                // Admission reads the object without what it never reads (managed
+                // fields, others' annotations): the patch must leave those as sent.
+                let sent = &request["object"]["metadata"];
+                assert_eq!(raw["metadata"]["managedFields"], sent["managedFields"], "managed fields survive the patch");
+                for (key, value) in sent["annotations"].as_object().into_iter().flatten() {
+                    assert_eq!(&raw["metadata"]["annotations"][key], value, "annotation {key} survives the patch");
+                }
             }
             snapshot.upsert(Object::from_value(raw, "default").expect("admitted object"));
         }

@@ -272,6 +272,45 @@ pub fn write_objects(dir: &Path, count: usize) -> anyhow::Result<Vec<(String, St
     Ok(services)
 }
 
+/// `object` as the API server sends it to a webhook after a `kubectl apply`,
+/// in the shape of the recorded reviews (`tests/fixtures/admission-reviews/`):
+/// uid, resourceVersion, generation and creationTimestamp, the last-applied
+/// annotation (a copy of the object) and the managed fields of the
+/// client-side apply. In the recorded reviews those two are each a quarter
+/// to a half of the object; no rule reads either. `n` varies the identity.
+pub fn as_applied(object: &Value, n: usize) -> Value {
+    let mut served = object.clone();
+    let applied = format!("{}\n", serde_json::to_string(object).unwrap_or_default());
+    let fields = json!({
+        "f:metadata": {"f:annotations": {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {}}},
+        "f:spec": managed_fields(&object["spec"]),
+    });
+    let meta = &mut served["metadata"];
+    meta["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!(applied);
+    meta["creationTimestamp"] = json!("2026-12-01T19:00:14Z");
+    meta["generation"] = json!(n % 7 + 1);
+    meta["resourceVersion"] = json!((1000 + n).to_string());
+    meta["uid"] = json!(format!("3c656355-0412-4808-af2b-{n:012x}"));
+    meta["managedFields"] = json!([{
+        "apiVersion": object["apiVersion"], "fieldsType": "FieldsV1", "fieldsV1": fields,
+        "manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-12-01T19:00:14Z",
+    }]);
+    served
+}
+
+/// The `fieldsV1` tree of a value: each map key as `f:<key>` (with the
+/// map's own `"."`), lists and scalars as leaves.
+fn managed_fields(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut fields = serde_json::Map::from_iter([(".".to_string(), json!({}))]);
+            fields.extend(map.iter().map(|(k, v)| (format!("f:{k}"), managed_fields(v))));
+            Value::Object(fields)
+        }
+        _ => json!({}),
+    }
+}
+
 pub fn deployment(ns: &str, name: &str, app: &str, version: Option<&str>) -> Value {
     let mut labels = json!({"app": app});
     if let Some(v) = version {

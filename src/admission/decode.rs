@@ -4,8 +4,9 @@
 //! (the rest of the request, `userInfo.groups` and `options` say, is skipped
 //! without being stored), but `object` and `oldObject` stay plain JSON: the
 //! JSON Patch of the mutating endpoint must be computed against the object
-//! exactly as the API server sent it, and nothing of it may be lost to a typed
-//! round trip. One pass over the bytes, no `serde(flatten)` buffering; a body
+//! as the API server sent it, and nothing it reads may be lost to a typed
+//! round trip. Only what no rule and no mutation reads is left out
+//! ([`Pruning::Admission`]), in a way that keeps every patch path valid. One pass over the bytes, no `serde(flatten)` buffering; a body
 //! that is not a usable review is read again, step by step, for the error.
 
 use std::borrow::Cow;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::model::pruned::{self, Pruning};
 use crate::model::{Kind, Lookup as _, ModelError, Object};
 use crate::policy::{Change, Operation};
 
@@ -351,8 +353,10 @@ fn target(request: &Request, wire: WireRequest<'_>) -> Result<Target, AdmissionE
 fn read_object(request: &Request, kind: Kind, text: &RawValue, field: &'static str) -> Result<Object, AdmissionError> {
     let bad = |message: String| AdmissionError::BadObject { uid: request.uid.clone(), field, message };
     // The text was checked as JSON with the rest of the body; only nesting
-    // deeper than serde_json's limit can fail here.
-    let raw: Value = serde_json::from_str(text.get()).map_err(|e| bad(e.to_string()))?;
+    // deeper than serde_json's limit can fail here. What no rule and no
+    // mutation reads (status, managed fields, others' annotations) is
+    // skipped, not built: often more than half of what the API server sends.
+    let raw = pruned::read(text.get(), Pruning::Admission).map_err(|e| bad(e.to_string()))?;
     let has_name = raw.lookup("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
     let object = if has_name {
         Object::from_value(raw, &request.namespace)

@@ -10,6 +10,7 @@ use kube::core::ApiResource;
 use kube::core::DynamicObject;
 use serde_json::Value;
 
+use crate::model::pruned::READ_ANNOTATION_PREFIXES;
 use crate::model::{Kind, ModelError, Object};
 
 use super::watched::Watched;
@@ -121,10 +122,6 @@ pub fn to_indexed_object(served: &Served, watched: Watched) -> Result<Object, Mo
     normalize(served, &mut raw);
     Object::from_value(raw, "")
 }
-
-/// The annotation prefixes routeguard reads (its own, and Istio's
-/// `networking.istio.io/exportTo`); the index keeps no other annotation.
-pub const READ_ANNOTATION_PREFIXES: [&str; 2] = ["routeguard.io/", "networking.istio.io/"];
 
 /// Sets `apiVersion` and `kind` and drops what no rule, no generation and no
 /// reconcile reads: `status`, `metadata.managedFields` and the annotations

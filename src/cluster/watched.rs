@@ -7,29 +7,25 @@
 //! index then copied once more before dropping most of it. A Deployment the
 //! API server sends is about 4 KB, of which the index keeps a fifth: its
 //! status, its managed fields and its pod spec go. [`Watched`] skips those
-//! as it reads them (serde's `IgnoredAny`: nothing is built for them), and
-//! keeps the rest as the JSON map it is, so a status-only update costs one
-//! parse of the text and a small map.
+//! as it reads them ([`Pruned`] with [`Pruning::Index`], the reader admission
+//! shares), and keeps the rest as the JSON map it is, so a status-only update
+//! costs one parse of the text and a small map.
 //!
-//! What is skipped, for every kind (what [`super::kinds::normalize`] and
-//! [`super::kinds::to_indexed_object`] would drop; both still run over the
-//! result, so the stored object is the same either way):
-//! - `status`;
-//! - `metadata.managedFields`, and the annotations outside
-//!   [`READ_ANNOTATION_PREFIXES`](super::kinds::READ_ANNOTATION_PREFIXES);
-//! - `spec.template.spec`: of the kinds routeguard watches only a
-//!   Deployment has a `spec.template`, and the index keeps no pod spec.
+//! What is skipped is what [`super::kinds::normalize`] and
+//! [`super::kinds::to_indexed_object`] would drop (both still run over the
+//! result, so the stored object is the same either way): `status`,
+//! `metadata.managedFields`, the annotations routeguard does not read, and
+//! a Deployment's pod spec.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicResourceScope, Resource};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
-use super::kinds::READ_ANNOTATION_PREFIXES;
+use crate::model::pruned::{Pruned, Pruning};
 
 /// A watched object: its identity and version typed (what kube's watcher
 /// and the re-read look at), the object as JSON without what the index drops.
@@ -76,7 +72,7 @@ impl Resource for Watched {
 
 impl<'de> Deserialize<'de> for Watched {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Watched, D::Error> {
-        match Pruned(Place::Object).deserialize(deserializer)? {
+        match Pruned::object(Pruning::Index).deserialize(deserializer)? {
             Value::Object(raw) => {
                 let text = |field: &str| raw.get("metadata")?.get(field)?.as_str().map(str::to_string);
                 let metadata = ObjectMeta {
@@ -98,121 +94,6 @@ impl<'de> Deserialize<'de> for Watched {
 impl Serialize for Watched {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.raw.serialize(serializer)
-    }
-}
-
-/// Where in the object a map is being read: it says which keys to skip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// The object itself.
-    Object,
-    Metadata,
-    Annotations,
-    Spec,
-    /// `spec.template`.
-    Template,
-    /// Anywhere below: nothing skipped.
-    Other,
-}
-
-/// What to do with one key of a map at a [`Place`].
-enum Step {
-    Skip,
-    Read(Place),
-}
-
-impl Place {
-    fn step(self, key: &str) -> Step {
-        match (self, key) {
-            (Place::Object, "status") | (Place::Metadata, "managedFields") | (Place::Template, "spec") => Step::Skip,
-            (Place::Object, "metadata") => Step::Read(Place::Metadata),
-            (Place::Object, "spec") => Step::Read(Place::Spec),
-            (Place::Metadata, "annotations") => Step::Read(Place::Annotations),
-            (Place::Spec, "template") => Step::Read(Place::Template),
-            (Place::Annotations, key) if !READ_ANNOTATION_PREFIXES.iter().any(|p| key.starts_with(p)) => Step::Skip,
-            _ => Step::Read(Place::Other),
-        }
-    }
-}
-
-/// A JSON value read with the keys its place skips left out (below
-/// [`Place::Other`], exactly `serde_json::Value`'s own reading).
-#[derive(Debug, Clone, Copy)]
-struct Pruned(Place);
-
-impl<'de> DeserializeSeed<'de> for Pruned {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        if self.0 == Place::Other {
-            return Value::deserialize(deserializer);
-        }
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Pruned {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut kept = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            match self.0.step(&key) {
-                Step::Skip => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Step::Read(place) => {
-                    let value = map.next_value_seed(Pruned(place))?;
-                    kept.insert(key, value);
-                }
-            }
-        }
-        Ok(Value::Object(kept))
-    }
-
-    // A place that holds no map here (a malformed object): the value as it is.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Value>()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
     }
 }
 
