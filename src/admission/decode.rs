@@ -9,13 +9,13 @@
 //! ([`Pruning::Admission`]), in a way that keeps every patch path valid. One pass over the bytes, no `serde(flatten)` buffering; a body
 //! that is not a usable review is read again, step by step, for the error.
 
-use std::borrow::Cow;
+mod wire;
 
 use kube::core::GroupVersionKind;
 use kube::core::admission::Operation as WireOperation;
-use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
+
+use self::wire::{Eager, Envelope, Review, Sent, WireGroupVersionResource, WireRequest};
 
 use crate::model::pruned::{self, Pruning};
 use crate::model::{Kind, Lookup as _, ModelError, Object};
@@ -111,94 +111,6 @@ pub struct Request {
     pub target: Target,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default, borrow)]
-    request: Option<&'a RawValue>,
-}
-
-/// The envelope and its request read in one pass (the common case); any
-/// failure is read again with [`Envelope`] first, for the precise error.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Review<'a> {
-    #[serde(default, borrow)]
-    api_version: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    request: Option<WireRequest<'a>>,
-}
-
-/// The request's fields routeguard reads; strings borrowed from the body
-/// where they hold no escapes, the rest of the request skipped unread.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireRequest<'a> {
-    #[serde(borrow)]
-    uid: Cow<'a, str>,
-    #[serde(borrow)]
-    kind: WireGroupVersionKind<'a>,
-    #[serde(borrow)]
-    resource: WireGroupVersionResource<'a>,
-    #[serde(default, borrow)]
-    sub_resource: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    namespace: Option<Cow<'a, str>>,
-    operation: WireOperation,
-    #[serde(default, borrow)]
-    user_info: Option<WireUser<'a>>,
-    /// Kept as text until the kind and operation say it is read: the
-    /// `oldObject` of most UPDATEs, and both objects of an unhandled
-    /// resource, are checked for syntax and never built into a `Value`.
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
-    #[serde(default)]
-    dry_run: Option<bool>,
-}
-
-// Named as kube's types are, so that a type error reads as it did with them.
-#[derive(Deserialize)]
-#[serde(rename = "GroupVersionKind")]
-struct WireGroupVersionKind<'a> {
-    #[serde(borrow)]
-    group: Cow<'a, str>,
-    #[serde(borrow)]
-    version: Cow<'a, str>,
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename = "GroupVersionResource")]
-struct WireGroupVersionResource<'a> {
-    #[serde(borrow)]
-    group: Cow<'a, str>,
-    /// Required, as kube's type has it; not read.
-    #[serde(rename = "version")]
-    _version: serde::de::IgnoredAny,
-    #[serde(borrow)]
-    resource: Cow<'a, str>,
-}
-
-/// `userInfo`: only the username (for `exemptUsers`); groups and extras
-/// skipped unread (so, unlike with kube's type, not checked either).
-#[derive(Deserialize)]
-#[serde(rename = "UserInfo")]
-struct WireUser<'a> {
-    #[serde(default, borrow)]
-    username: Option<Cow<'a, str>>,
-}
-
 impl Request {
     /// The change the validating policy judges, when the request carries a handled object.
     pub fn change(&self) -> Option<Change<'_>> {
@@ -214,17 +126,44 @@ impl Request {
 
 /// Reads an AdmissionReview `admission.k8s.io/v1` body.
 pub fn decode(body: &[u8]) -> Result<Request, AdmissionError> {
-    // One pass over the body when it is a well-formed review.
-    if starts_an_object(body)
-        && let Ok(review) = serde_json::from_slice::<Review<'_>>(body)
-        && review.kind.as_deref() == Some(KIND)
-        && review.api_version.as_deref() == Some(API_VERSION)
-        && let Some(wire) = review.request
-        && !wire.uid.is_empty()
-    {
-        return Ok(request(wire));
+    if !starts_an_object(body) {
+        return Err(refusal(body));
     }
-    Err(refusal(body))
+    // One pass over the body, the objects read as they come, when it is a
+    // well-formed review; else once more with the objects kept as text (an
+    // object nested too deep to read is answered as a bad object, with the
+    // uid), and a third time, step by step, for the error.
+    let wire = match serde_json::from_slice::<Review<'_, Eager<'_>>>(body) {
+        Ok(review) => usable(review).map(|eager| eager.0),
+        Err(_) => serde_json::from_slice::<Review<'_, WireRequest<'_>>>(body).ok().and_then(usable),
+    };
+    match wire {
+        Some(wire) => Ok(request(wire)),
+        None => Err(refusal(body)),
+    }
+}
+
+/// The request of a review of the kind and version routeguard speaks, with a uid.
+fn usable<R: HasUid>(review: Review<'_, R>) -> Option<R> {
+    let ok = review.kind.as_deref() == Some(KIND) && review.api_version.as_deref() == Some(API_VERSION);
+    review.request.filter(|r| ok && r.has_uid())
+}
+
+/// The two readings of a request both carry its uid.
+trait HasUid {
+    fn has_uid(&self) -> bool;
+}
+
+impl HasUid for WireRequest<'_> {
+    fn has_uid(&self) -> bool {
+        !self.uid.is_empty()
+    }
+}
+
+impl HasUid for Eager<'_> {
+    fn has_uid(&self) -> bool {
+        self.0.has_uid()
+    }
 }
 
 /// Why a body is not a usable review: read again, the envelope first, so
@@ -331,32 +270,59 @@ fn target(request: &Request, wire: WireRequest<'_>) -> Result<Target, AdmissionE
         kind,
         field,
     };
-    // An UPDATE's old object matters only where the policy compares: the
-    // subsets a DestinationRule drops, the template a Deployment changes.
-    let reads_old = request.operation != Operation::Update || matches!(kind, Kind::DestinationRule | Kind::Deployment);
+    let (reads_object, reads_old) = reads_objects(kind, request.operation);
     let object = match (needs_object, wire.object) {
         (true, None) => return Err(missing("object")),
-        (true, Some(raw)) => Some(read_object(request, kind, raw, "object")?),
-        (false, _) => None,
+        (true, Some(sent)) if reads_object => Some(read_object(request, kind, sent, "object")?),
+        _ => None,
     };
     let old = match (needs_old, wire.old_object) {
         (true, None) => return Err(missing("oldObject")),
-        (true, Some(raw)) if reads_old => Some(read_object(request, kind, raw, "oldObject")?),
+        (true, Some(sent)) if reads_old => Some(read_object(request, kind, sent, "oldObject")?),
         _ => None,
     };
     Ok(Target::Handled { kind, object, old })
 }
 
+/// Whether a request on a handled kind reads its `object` and its
+/// `oldObject`. An UPDATE's old object matters only where the policy
+/// compares: the subsets a DestinationRule drops, the template a Deployment
+/// changes.
+fn reads_objects(kind: Kind, operation: Operation) -> (bool, bool) {
+    match operation {
+        Operation::Create => (true, false),
+        Operation::Update => (true, matches!(kind, Kind::DestinationRule | Kind::Deployment)),
+        Operation::Delete => (false, true),
+        Operation::Connect => (false, false),
+    }
+}
+
+/// [`reads_objects`] from the wire, for reading the objects as they come:
+/// none of a kind that is not looked at. A subresource, which the API server
+/// sends before the objects too, is not consulted: reading an object that
+/// is then not looked at wastes the reading and changes no answer.
+fn reads(resource: &WireGroupVersionResource<'_>, operation: &WireOperation) -> (bool, bool) {
+    match Kind::from_resource(&resource.group, &resource.resource) {
+        Some(Kind::Namespace) | None => (false, false),
+        Some(kind) => reads_objects(kind, self::operation(operation)),
+    }
+}
+
 /// Reads `object` or `oldObject`; its kind must be the request's. An object
 /// created with `generateName` has no name yet: the request's name, or the
 /// prefix, stands in.
-fn read_object(request: &Request, kind: Kind, text: &RawValue, field: &'static str) -> Result<Object, AdmissionError> {
+fn read_object(request: &Request, kind: Kind, sent: Sent<'_>, field: &'static str) -> Result<Object, AdmissionError> {
     let bad = |message: String| AdmissionError::BadObject { uid: request.uid.clone(), field, message };
-    // The text was checked as JSON with the rest of the body; only nesting
-    // deeper than serde_json's limit can fail here. What no rule and no
-    // mutation reads (status, managed fields, others' annotations) is
-    // skipped, not built: often more than half of what the API server sends.
-    let raw = pruned::read(text.get(), Pruning::Admission).map_err(|e| bad(e.to_string()))?;
+    // What no rule and no mutation reads (status, managed fields, others'
+    // annotations) is skipped, not built: often more than half of what the
+    // API server sends. Text was checked as JSON with the rest of the body;
+    // only nesting deeper than serde_json's limit can fail here.
+    let raw = match sent {
+        Sent::Read(raw) => raw,
+        Sent::Text(text) => pruned::read(text.get(), Pruning::Admission).map_err(|e| bad(e.to_string()))?,
+        // `reads` and `reads_objects` agree, so this is not reached; an answer all the same.
+        Sent::Unread => return Err(bad("was checked as JSON but not read".to_string())),
+    };
     let has_name = raw.lookup("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
     let object = if has_name {
         Object::from_value(raw, &request.namespace)
@@ -392,3 +358,6 @@ fn stand_in_name(request: &Request, raw: &Value) -> String {
         _ => "(unnamed)".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! The one-pass reading of a request against the two-pass one it replaces.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::wire::{Eager, Review, Sent, WireRequest};
+use super::*;
+
+/// Every AdmissionReview recorded from a real API server, as sent.
+fn recorded() -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission-reviews");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the fixtures")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files.into_iter().map(|p| (p.display().to_string(), std::fs::read(&p).expect("a fixture"))).collect()
+}
+
+/// The request as the derive reads it: its objects kept as text, read after.
+fn two_pass(body: &[u8]) -> Request {
+    let review: Review<'_, WireRequest<'_>> = serde_json::from_slice(body).expect("a review");
+    request(review.request.expect("a request"))
+}
+
+fn one_pass(body: &[u8]) -> (Request, [&'static str; 2]) {
+    let review: Review<'_, Eager<'_>> = serde_json::from_slice(body).expect("a review");
+    let wire = review.request.expect("a request").0;
+    let how = |sent: &Option<Sent<'_>>| match sent {
+        None => "none",
+        Some(Sent::Text(_)) => "text",
+        Some(Sent::Read(_)) => "read",
+        Some(Sent::Unread) => "unread",
+    };
+    let hows = [how(&wire.object), how(&wire.old_object)];
+    (request(wire), hows)
+}
+
+/// The order in which the API server writes a request's fields: that of
+/// Go's `AdmissionRequest` struct (`k8s.io/api/admission/v1`), which
+/// `encoding/json` follows. The recorded files hold the same fields with
+/// their keys sorted, as the recorder wrote them out: `object` before
+/// `operation` and `resource`.
+const WIRE_ORDER: [&str; 15] = [
+    "uid",
+    "kind",
+    "resource",
+    "subResource",
+    "requestKind",
+    "requestResource",
+    "requestSubResource",
+    "name",
+    "namespace",
+    "operation",
+    "userInfo",
+    "object",
+    "oldObject",
+    "dryRun",
+    "options",
+];
+
+/// A review with its request's fields moved to the front in the order given.
+fn reordered(body: &[u8], first: &[&str]) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(body).expect("json");
+    let request = review["request"].as_object().expect("a request").clone();
+    let mut moved = Map::new();
+    for key in first.iter().copied().chain(request.keys().map(String::as_str)) {
+        if let Some(value) = request.get(key).filter(|_| !moved.contains_key(key)) {
+            moved.insert(key.to_string(), value.clone());
+        }
+    }
+    assert_eq!(moved.len(), request.len());
+    review["request"] = Value::Object(moved);
+    serde_json::to_vec(&review).expect("json")
+}
+
+#[test]
+fn every_recorded_review_in_the_wire_order_reads_the_same_in_one_pass() {
+    let mut unread = 0;
+    for (file, body) in recorded() {
+        let body = reordered(&body, &WIRE_ORDER);
+        let (eager, hows) = one_pass(&body);
+        assert_eq!(format!("{eager:?}"), format!("{:?}", two_pass(&body)), "{file}");
+        assert_eq!(format!("{:?}", decode(&body).expect("decoded")), format!("{eager:?}"), "{file}");
+        assert!(!hows.contains(&"text"), "{file}: no object kept as text, {hows:?}");
+        unread += hows.iter().filter(|h| **h == "unread").count();
+    }
+    // The UPDATEs of VirtualServices (010, 015) and of an HTTPRoute (014):
+    // their old objects are only checked.
+    assert_eq!(unread, 3);
+}
+
+#[test]
+fn objects_before_the_resource_or_the_operation_are_kept_as_text_and_read_the_same() {
+    for (file, body) in recorded() {
+        // As recorded (keys sorted), and with the objects first.
+        for body in [body.clone(), reordered(&body, &["object", "oldObject"])] {
+            let (eager, hows) = one_pass(&body);
+            assert_eq!(format!("{eager:?}"), format!("{:?}", two_pass(&body)), "{file}");
+            assert_eq!(format!("{:?}", decode(&body).expect("decoded")), format!("{eager:?}"), "{file}");
+            assert!(hows.iter().all(|h| matches!(*h, "text" | "none")), "{file}: {hows:?}");
+        }
+    }
+}
+
+fn body(request: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))
+        .expect("json")
+}
+
+fn request_of(object: Value, old: Value) -> Map<String, Value> {
+    let request = json!({
+        "uid": "u1", "kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
+        "resource": {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
+        "namespace": "shop", "operation": "UPDATE", "object": object, "oldObject": old,
+    });
+    request.as_object().expect("a map").clone()
+}
+
+fn vs() -> Value {
+    json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "r"},
+           "spec": {"hosts": ["r"]}})
+}
+
+#[test]
+fn a_field_sent_twice_is_refused_as_the_derive_refuses_it() {
+    for field in ["uid", "object", "oldObject", "operation"] {
+        let text = String::from_utf8(body(Value::Object(request_of(vs(), vs())))).expect("utf-8");
+        let value = serde_json::to_string(&request_of(vs(), vs())[field]).expect("json");
+        let twice = text.replacen("\"request\":{", &format!("\"request\":{{\"{field}\":{value},"), 1);
+        let err = decode(twice.as_bytes()).expect_err(field);
+        assert_eq!(err.reason(), "NotAnAdmissionReview", "{field}: {err}");
+        assert!(err.to_string().contains(&format!("duplicate field `{field}`")), "{field}: {err}");
+    }
+}
+
+/// A VirtualService UPDATE as text, its two objects' `spec.hosts` given.
+fn update_with_hosts(hosts: &str, old_hosts: &str) -> String {
+    let vs = |hosts: &str| {
+        format!(
+            r#"{{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{{"name":"r"}},"spec":{{"hosts":{hosts}}}}}"#
+        )
+    };
+    let request = request_of(Value::Null, Value::Null);
+    let head = serde_json::to_string(&request).expect("json");
+    let head = head.trim_end_matches('}');
+    let head =
+        head.replace(r#""object":null,"#, "").replace(r#","oldObject":null"#, "").replace(r#""oldObject":null,"#, "");
+    format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{head},"object":{},"oldObject":{}}}}}"#,
+        vs(hosts),
+        vs(old_hosts)
+    )
+}
+
+#[test]
+fn an_object_nested_beyond_the_limit_is_a_bad_object_answered_with_its_uid() {
+    let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let body = update_with_hosts(&nested, r#"["r"]"#);
+    assert!(serde_json::from_str::<Value>(&body).is_err(), "serde_json's Value cannot hold it either");
+    let decoded = decode(body.as_bytes()).expect("answered, not failed");
+    assert_eq!(decoded.uid, "u1");
+    match decoded.target {
+        Target::Invalid { reason, message } => {
+            assert_eq!(reason, "BadObject");
+            assert!(message.starts_with("request u1: object: recursion limit exceeded"), "{message}");
+        }
+        other => panic!("expected a bad object, got {other:?}"),
+    }
+    // Where it is only checked (a VirtualService's old object), it is no error.
+    let body = update_with_hosts(r#"["r"]"#, &nested);
+    let (_, hows) = one_pass(body.as_bytes());
+    assert_eq!(hows, ["read", "unread"]);
+    assert!(matches!(decode(body.as_bytes()).expect("decoded").target, Target::Handled { .. }));
+}
