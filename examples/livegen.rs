@@ -288,12 +288,12 @@ async fn drive(options: Options) -> anyhow::Result<()> {
 
     let mut sender = connect(addr, &tls).await?;
     let (ns, app0) = app(0);
-    let allowed = Bytes::from(serde_json::to_vec(&admission_review(
+    let allowed = Bytes::from(admission_review(
         1,
         "UPDATE",
         &virtual_service(&ns, &app0, &app0, "v1"),
         Some(&virtual_service(&ns, &app0, &app0, "v1")),
-    ))?);
+    ));
     let quiet_cpu_start = cpu_time(pid);
     let quiet = latencies(&mut sender, &allowed, options.churn).await?;
     let quiet_cpu = (cpu_time(pid) - quiet_cpu_start).as_secs_f64() / options.churn.as_secs_f64();
@@ -363,12 +363,12 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     fake.clear_requests();
     for i in 0..REFUSALS {
         let (ns, app) = app(i % apps);
-        let body = Bytes::from(serde_json::to_vec(&admission_review(
+        let body = Bytes::from(admission_review(
             100 + i,
             "CREATE",
             &virtual_service(&ns, &format!("{app}-canary"), &app, "v9"),
             None,
-        ))?);
+        ));
         let begun = Instant::now();
         let allowed = send(&mut sender, "/validate", &body).await?;
         refusals.push(begun.elapsed());

@@ -326,10 +326,9 @@ impl Mix {
             let deploy = shaped(deployment(ns, &format!("{app}-v3"), app, None));
             let old_dr = shaped(destination_rule(ns, app, &["v1", "v2"]));
             let new_dr = shaped(destination_rule(ns, app, &["v1", "v2", "v3"]));
-            let encode = |v: &Value| Bytes::from(serde_json::to_vec(v).unwrap_or_default());
-            requests.push(("/validate", encode(&admission_review(3 * i, "UPDATE", &shifted, Some(&current)))));
-            requests.push(("/mutate", encode(&admission_review(3 * i + 1, "CREATE", &deploy, None))));
-            requests.push(("/validate", encode(&admission_review(3 * i + 2, "UPDATE", &new_dr, Some(&old_dr)))));
+            requests.push(("/validate", Bytes::from(admission_review(3 * i, "UPDATE", &shifted, Some(&current)))));
+            requests.push(("/mutate", Bytes::from(admission_review(3 * i + 1, "CREATE", &deploy, None))));
+            requests.push(("/validate", Bytes::from(admission_review(3 * i + 2, "UPDATE", &new_dr, Some(&old_dr)))));
         }
         Mix { requests }
     }

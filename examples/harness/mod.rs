@@ -210,31 +210,64 @@ pub async fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
 }
 
-/// An AdmissionReview of `operation` on `object` (VirtualService, DestinationRule or Deployment), as the API server sends it.
-pub fn admission_review(uid: usize, operation: &str, object: &Value, old: Option<&Value>) -> Value {
+/// An AdmissionReview of `operation` on `object` (VirtualService,
+/// DestinationRule or Deployment), encoded as the API server sends it: the
+/// request's fields in the order of Go's `AdmissionRequest` struct, which
+/// `encoding/json` follows (a struct here, so that no map reorders them).
+pub fn admission_review(uid: usize, operation: &str, object: &Value, old: Option<&Value>) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Review<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        request: Request<'a>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Request<'a> {
+        uid: String,
+        kind: Value,
+        resource: Value,
+        request_kind: Value,
+        request_resource: Value,
+        name: &'a Value,
+        namespace: &'a Value,
+        operation: &'a str,
+        user_info: Value,
+        object: &'a Value,
+        old_object: Option<&'a Value>,
+        dry_run: bool,
+        options: Value,
+    }
     let kind = object["kind"].as_str().unwrap_or_default();
     let (group, resource) = match kind {
         "VirtualService" => ("networking.istio.io", "virtualservices"),
         "DestinationRule" => ("networking.istio.io", "destinationrules"),
         _ => ("apps", "deployments"),
     };
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("00000000-0000-0000-0000-{uid:012}"),
-            "kind": {"group": group, "version": "v1", "kind": kind},
-            "resource": {"group": group, "version": "v1", "resource": resource},
-            "requestKind": {"group": group, "version": "v1", "kind": kind},
-            "requestResource": {"group": group, "version": "v1", "resource": resource},
-            "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
-            "operation": operation,
-            "userInfo": {"username": "system:serviceaccount:argocd:argocd-application-controller",
-                         "uid": "4f7c2c1e-2b1d-4c50-9d3e-0c3f2f6f1a11",
-                         "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]},
-            "object": object, "oldObject": old, "dryRun": false,
-            "options": {"kind": if operation == "CREATE" { "CreateOptions" } else { "UpdateOptions" }, "apiVersion": "meta.k8s.io/v1"}
-        }
-    })
+    let options = if operation == "CREATE" { "CreateOptions" } else { "UpdateOptions" };
+    let review = Review {
+        api_version: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        request: Request {
+            uid: format!("00000000-0000-0000-0000-{uid:012}"),
+            kind: json!({"group": group, "version": "v1", "kind": kind}),
+            resource: json!({"group": group, "version": "v1", "resource": resource}),
+            request_kind: json!({"group": group, "version": "v1", "kind": kind}),
+            request_resource: json!({"group": group, "version": "v1", "resource": resource}),
+            name: &object["metadata"]["name"],
+            namespace: &object["metadata"]["namespace"],
+            operation,
+            user_info: json!({"username": "system:serviceaccount:argocd:argocd-application-controller",
+                              "uid": "4f7c2c1e-2b1d-4c50-9d3e-0c3f2f6f1a11",
+                              "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"]}),
+            object,
+            old_object: old,
+            dry_run: false,
+            options: json!({"kind": options, "apiVersion": "meta.k8s.io/v1"}),
+        },
+    };
+    serde_json::to_vec(&review).unwrap_or_default()
 }
 
 /// Writes `count` objects (Service, Deployments v1 and v2, DestinationRule,

@@ -164,12 +164,20 @@ pub fn warning(finding: &Finding) -> String {
 
 /// `text` if it has at most `max` characters, else its first `max - 3` and `...`.
 pub fn truncate(text: &str, max: usize) -> String {
+    // One look for the end, and the kept part copied whole unless it holds a
+    // control character (one per warning of every answer: this is hot).
+    let fits = text.char_indices().nth(max).is_none();
+    let kept = match fits {
+        true => text,
+        false => &text[..text.char_indices().nth(max.saturating_sub(3)).map_or(text.len(), |(i, _)| i)],
+    };
     // Warnings travel in HTTP headers: keep them to one line.
-    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if text.chars().count() <= max {
-        return text;
+    let mut line = match kept.contains(char::is_control) {
+        true => kept.chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
+        false => kept.to_string(),
+    };
+    if !fits {
+        line.push_str("...");
     }
-    let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
-    cut.push_str("...");
-    cut
+    line
 }

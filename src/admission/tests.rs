@@ -132,6 +132,11 @@ fn warnings_are_cut_to_120_characters() {
     assert_eq!(encode::truncate("short\nline", 120), "short line");
     let accents = "é".repeat(130);
     assert_eq!(encode::truncate(&accents, 120).chars().count(), 120);
+    let exact = "é".repeat(120);
+    assert_eq!(encode::truncate(&exact, 120), exact, "exactly the limit is kept whole");
+    let cut = encode::truncate(&format!("a\tb\r{}", "y".repeat(200)), 120);
+    assert_eq!((cut.chars().count(), &cut[..5]), (120, "a b y"), "control characters go in a cut text too");
+    assert_eq!(encode::truncate("abcdef", 2), "...");
 }
 
 #[test]
