@@ -309,8 +309,9 @@ pub fn write_objects(dir: &Path, count: usize) -> anyhow::Result<Vec<(String, St
 /// in the shape of the recorded reviews (`tests/fixtures/admission-reviews/`):
 /// uid, resourceVersion, generation and creationTimestamp, the last-applied
 /// annotation (a copy of the object) and the managed fields of the
-/// client-side apply. In the recorded reviews those two are each a quarter
-/// to a half of the object; no rule reads either. `n` varies the identity.
+/// client-side apply. In the recorded reviews the managed fields are a fifth
+/// to a half of each object and the annotation a sixth to two fifths; no rule
+/// reads either. `n` varies the identity.
 pub fn as_applied(object: &Value, n: usize) -> Value {
     let mut served = object.clone();
     let applied = format!("{}\n", serde_json::to_string(object).unwrap_or_default());
