@@ -267,7 +267,7 @@ pub fn admission_review(uid: usize, operation: &str, object: &Value, old: Option
             options: json!({"kind": options, "apiVersion": "meta.k8s.io/v1"}),
         },
     };
-    serde_json::to_vec(&review).unwrap_or_default()
+    serde_json::to_vec(&review).expect("a review encodes")
 }
 
 /// Writes `count` objects (Service, Deployments v1 and v2, DestinationRule,
@@ -309,8 +309,8 @@ pub fn write_objects(dir: &Path, count: usize) -> anyhow::Result<Vec<(String, St
 /// in the shape of the recorded reviews (`tests/fixtures/admission-reviews/`):
 /// uid, resourceVersion, generation and creationTimestamp, the last-applied
 /// annotation (a copy of the object) and the managed fields of the
-/// client-side apply. In the recorded reviews the managed fields are a fifth
-/// to a half of each object and the annotation a sixth to two fifths; no rule
+/// client-side apply. In the recorded reviews the managed fields are a sixth
+/// to a half of each object and the annotation an eighth to a third; no rule
 /// reads either. `n` varies the identity.
 pub fn as_applied(object: &Value, n: usize) -> Value {
     let mut served = object.clone();

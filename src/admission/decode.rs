@@ -6,8 +6,13 @@
 //! JSON Patch of the mutating endpoint must be computed against the object
 //! as the API server sent it, and nothing it reads may be lost to a typed
 //! round trip. Only what no rule and no mutation reads is left out
-//! ([`Pruning::Admission`]), in a way that keeps every patch path valid. One pass over the bytes, no `serde(flatten)` buffering; a body
-//! that is not a usable review is read again, step by step, for the error.
+//! ([`Pruning::Admission`]), in a way that keeps every patch path valid.
+//!
+//! A review as the API server writes it is read in one pass, its objects
+//! included ([`wire::Eager`]), with no `serde(flatten)` buffering. A review
+//! that pass cannot read is read again with its objects kept as text; one
+//! that is not a usable review is read a third time, step by step, for the
+//! error.
 
 mod wire;
 
@@ -126,16 +131,19 @@ impl Request {
 
 /// Reads an AdmissionReview `admission.k8s.io/v1` body.
 pub fn decode(body: &[u8]) -> Result<Request, AdmissionError> {
-    if !starts_an_object(body) {
+    // JSON is UTF-8 (RFC 8259): checked once for the whole body, so that
+    // the parts only skipped are checked too and the strings read are not
+    // checked again (serde_json reads `&str` as checked text).
+    let Some(text) = std::str::from_utf8(body).ok().filter(|_| starts_an_object(body)) else {
         return Err(refusal(body));
-    }
+    };
     // One pass over the body, the objects read as they come, when it is a
     // well-formed review; else once more with the objects kept as text (an
     // object nested too deep to read is answered as a bad object, with the
     // uid), and a third time, step by step, for the error.
-    let wire = match serde_json::from_slice::<Review<'_, Eager<'_>>>(body) {
+    let wire = match serde_json::from_str::<Review<'_, Eager<'_>>>(text) {
         Ok(review) => usable(review).map(|eager| eager.0),
-        Err(_) => serde_json::from_slice::<Review<'_, WireRequest<'_>>>(body).ok().and_then(usable),
+        Err(_) => serde_json::from_str::<Review<'_, WireRequest<'_>>>(text).ok().and_then(usable),
     };
     match wire {
         Some(wire) => Ok(request(wire)),
@@ -170,6 +178,9 @@ impl HasUid for Eager<'_> {
 /// that the error names the first thing wrong (a wrong `kind` before a bad
 /// request, a bad request with the `request: ` context).
 fn refusal(body: &[u8]) -> AdmissionError {
+    if let Err(e) = std::str::from_utf8(body) {
+        return AdmissionError::MalformedJson(format!("the body is not UTF-8: {e}"));
+    }
     let not_object = || !starts_an_object(body);
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(envelope) if !not_object() => envelope,

@@ -164,8 +164,9 @@ pub fn warning(finding: &Finding) -> String {
 
 /// `text` if it has at most `max` characters, else its first `max - 3` and `...`.
 pub fn truncate(text: &str, max: usize) -> String {
-    // One look for the end, and the kept part copied whole unless it holds a
-    // control character (one per warning of every answer: this is hot).
+    // No intermediate string: the end found by char index (twice when the
+    // text is cut), the kept part copied whole unless it holds a control
+    // character (one call per warning of every answer: this is hot).
     let fits = text.char_indices().nth(max).is_none();
     let kept = match fits {
         true => text,

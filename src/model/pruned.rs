@@ -3,9 +3,9 @@
 //!
 //! What the API server sends carries a great deal that no rule, mutation,
 //! generation or reconcile looks at. In the recorded reviews
-//! (`tests/fixtures/admission-reviews/`) `metadata.managedFields` is a fifth
+//! (`tests/fixtures/admission-reviews/`) `metadata.managedFields` is a sixth
 //! to a half of each object, the `kubectl.kubernetes.io/last-applied-configuration`
-//! annotation, where there is one, a sixth to two fifths, and a Deployment's
+//! annotation, where there is one, an eighth to a third, and a Deployment's
 //! `status` another 500 bytes. [`Pruned`] skips them as it reads them (serde's `IgnoredAny`:
 //! nothing is built for them, the text is only checked), which saves both
 //! building those parts of the tree and dropping them again.

@@ -129,13 +129,60 @@ fn vs() -> Value {
 
 #[test]
 fn a_field_sent_twice_is_refused_as_the_derive_refuses_it() {
-    for field in ["uid", "object", "oldObject", "operation"] {
-        let text = String::from_utf8(body(Value::Object(request_of(vs(), vs())))).expect("utf-8");
-        let value = serde_json::to_string(&request_of(vs(), vs())[field]).expect("json");
+    let mut request = request_of(vs(), vs());
+    request.insert("subResource".into(), json!(""));
+    request.insert("name".into(), json!("r"));
+    request.insert("userInfo".into(), json!({"username": "alice"}));
+    request.insert("dryRun".into(), json!(false));
+    let text = String::from_utf8(body(Value::Object(request.clone()))).expect("utf-8");
+    assert!(decode(text.as_bytes()).is_ok(), "once each, it is a review");
+    let fields = ["uid", "kind", "resource", "subResource", "name", "namespace", "operation", "userInfo"];
+    for field in fields.into_iter().chain(["object", "oldObject", "dryRun"]) {
+        let value = serde_json::to_string(&request[field]).expect("json");
         let twice = text.replacen("\"request\":{", &format!("\"request\":{{\"{field}\":{value},"), 1);
         let err = decode(twice.as_bytes()).expect_err(field);
         assert_eq!(err.reason(), "NotAnAdmissionReview", "{field}: {err}");
         assert!(err.to_string().contains(&format!("duplicate field `{field}`")), "{field}: {err}");
+    }
+}
+
+#[test]
+fn a_null_object_is_none_and_a_request_as_an_array_is_read_as_the_derive_reads_it() {
+    let nulled = body(Value::Object(request_of(Value::Null, vs())));
+    match decode(&nulled).expect("answered").target {
+        Target::Invalid { reason, message } => {
+            assert_eq!((reason, message.as_str()), ("NoObject", "request u1: UPDATE of VirtualService has no object"));
+        }
+        other => panic!("expected no object, got {other:?}"),
+    }
+    // serde's derive reads a struct from a sequence of its fields too: the one pass does not, and hands over.
+    let array = json!(["u1", {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
+                       {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
+                       null, "r", "shop", "CREATE", null, vs(), null, false]);
+    let text = body(array);
+    assert!(serde_json::from_slice::<Review<'_, Eager<'_>>>(&text).is_err());
+    assert_eq!(format!("{:?}", decode(&text).expect("decoded")), format!("{:?}", two_pass(&text)));
+}
+
+#[test]
+fn a_body_that_is_not_utf_8_is_malformed_wherever_the_bytes_are() {
+    let text = String::from_utf8(body(Value::Object(request_of(vs(), vs())))).expect("utf-8");
+    // In the read object, in the old object only checked, in a field skipped unread.
+    let places = [
+        ("\"hosts\":[\"r\"]", "\"hosts\":[\"r\u{fffd}\"]"),
+        ("\"oldObject\":{", "\"oldObject\":{\"x\":\"\u{fffd}\","),
+        ("\"uid\":", "\"options\":\"\u{fffd}\",\"uid\":"),
+    ];
+    for (at, with) in places {
+        let marked = text.replacen(at, with, 1);
+        assert_ne!(marked, text, "{at}");
+        let mut bytes = marked.into_bytes();
+        let mark = "\u{fffd}".as_bytes();
+        let i = bytes.windows(mark.len()).position(|w| w == mark).expect("the mark");
+        bytes.splice(i..i + mark.len(), [0xff]);
+        let err = decode(&bytes).expect_err(at);
+        assert_eq!(err.reason(), "MalformedJSON", "{at}: {err}");
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
     }
 }
 
