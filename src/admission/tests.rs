@@ -322,3 +322,21 @@ fn an_update_reads_the_old_object_only_where_the_policy_compares() {
     let body = review("UPDATE", "apps", "deployments", deployment.clone(), deployment);
     assert_eq!(decoded(body).as_deref(), Some("reviews-v1"));
 }
+
+/// The cut as it was written before it was made cheaper: one character at a time.
+fn truncate_as_before(text: &str, max: usize) -> String {
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
+    cut.push_str("...");
+    cut
+}
+
+proptest::proptest! {
+    #[test]
+    fn truncate_cuts_as_it_did_before(text in "[a-z \\t\\n\\r\\u{1}\\u{7f}\\u{85}é漢🙂]{0,200}", max in 0usize..160) {
+        proptest::prop_assert_eq!(encode::truncate(&text, max), truncate_as_before(&text, max));
+    }
+}
