@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use clap::ValueEnum as _;
 use routeguard::server::certs::Authority;
 use serde_json::Value;
 
@@ -165,10 +166,7 @@ async fn drive(options: Options) -> anyhow::Result<()> {
     let mix = Mix::new(services, options.shape);
     println!(
         "loadgen: {} objects in the reviews, {} bytes a request body on average",
-        match options.shape {
-            Shape::Applied => "applied",
-            Shape::Lean => "lean",
-        },
+        options.shape.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
         mix.mean_body()
     );
     let bare_run = closed_loop(bare_addr, bare.0.id(), counts.as_deref(), &tls, &mix, &options).await?;

@@ -145,33 +145,16 @@ pub fn decode(body: &[u8]) -> Result<Request, AdmissionError> {
         Ok(review) => usable(review).map(|eager| eager.0),
         Err(_) => serde_json::from_str::<Review<'_, WireRequest<'_>>>(text).ok().and_then(usable),
     };
-    match wire {
+    match wire.filter(|wire| !wire.uid.is_empty()) {
         Some(wire) => Ok(request(wire)),
         None => Err(refusal(body)),
     }
 }
 
-/// The request of a review of the kind and version routeguard speaks, with a uid.
-fn usable<R: HasUid>(review: Review<'_, R>) -> Option<R> {
+/// The request of a review of the kind and version routeguard speaks.
+fn usable<R>(review: Review<'_, R>) -> Option<R> {
     let ok = review.kind.as_deref() == Some(KIND) && review.api_version.as_deref() == Some(API_VERSION);
-    review.request.filter(|r| ok && r.has_uid())
-}
-
-/// The two readings of a request both carry its uid.
-trait HasUid {
-    fn has_uid(&self) -> bool;
-}
-
-impl HasUid for WireRequest<'_> {
-    fn has_uid(&self) -> bool {
-        !self.uid.is_empty()
-    }
-}
-
-impl HasUid for Eager<'_> {
-    fn has_uid(&self) -> bool {
-        self.0.has_uid()
-    }
+    review.request.filter(|_| ok)
 }
 
 /// Why a body is not a usable review: read again, the envelope first, so

@@ -225,3 +225,17 @@ fn an_object_nested_beyond_the_limit_is_a_bad_object_answered_with_its_uid() {
     assert_eq!(hows, ["read", "unread"]);
     assert!(matches!(decode(body.as_bytes()).expect("decoded").target, Target::Handled { .. }));
 }
+
+#[test]
+fn an_empty_uid_is_no_review_in_either_reading() {
+    let mut request = request_of(vs(), vs());
+    request.insert("uid".into(), json!(""));
+    let wire_order = body(Value::Object(request));
+    for text in [reordered(&wire_order, &WIRE_ORDER), reordered(&wire_order, &["object", "oldObject"])] {
+        let err = decode(&text).expect_err("no uid");
+        assert_eq!(
+            (err.reason(), err.to_string()),
+            ("NotAnAdmissionReview", "not an AdmissionReview: request.uid is empty".to_string())
+        );
+    }
+}

@@ -4,8 +4,9 @@
 //! tracing-subscriber's own formatters spent 8,500 (text) to 14,600 (JSON)
 //! instructions a request more than these (BENCHMARKS.md, tenth session): the
 //! text one quotes every string through `Debug` (a Unicode table look-up per
-//! character) and styles every field name even without colour; the JSON one formats each field into a `String` of its own
-//! first. These write plain values as they are and escape only what needs it.
+//! character) and styles every field name even without colour; the JSON one
+//! formats each field into a `String` of its own first. These write plain
+//! values as they are and escape only what needs it.
 //!
 //! - Text: `2026-12-07T21:08:09.205932Z  INFO routeguard::serve: snapshot
 //!   loaded objects=39 name=reviews note=""`. A string value is written bare
